@@ -1,0 +1,37 @@
+# stancestream worker image (CPU by default).
+#
+#   docker build -t stancestream .
+#   # GPU: pass a CUDA wheel index instead of the CPU one, e.g.
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu128 -t stancestream:cuda .
+FROM python:3.11-slim
+
+ARG TORCH_VERSION=2.13.0
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# torch first, from its own index: PyPI's default Linux wheel pulls in ~3 GB of CUDA libraries. This layer
+# changes only with the build args, so editing the code does not re-download it. `pip install .` below then
+# finds the requirement already satisfied (2.13.0+cpu satisfies ==2.13.0 / >=...).
+RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+
+# The whole context (pyproject.toml, shared/, services/, schemas/, adapters/ when present); .dockerignore keeps
+# out the venv, run state and caches.
+WORKDIR /src
+COPY . .
+RUN pip install . && rm -rf /src
+
+# Non-root. /app is the working directory because Faust keeps its state under ./<app id>-data; /cache is
+# created here, owned by the user, so that an empty named volume mounted on it inherits that ownership.
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin stancestream \
+    && mkdir -p /app /cache \
+    && chown stancestream:stancestream /app /cache
+ENV STANCESTREAM_CACHE_DIR=/cache
+USER stancestream
+WORKDIR /app
+
+ENTRYPOINT ["stancestream"]
+CMD ["worker"]

@@ -1,0 +1,34 @@
+"""``stancestream worker``: one Faust worker process against configured Kafka and ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from shared.settings import Settings
+from shared.stack import Stack
+
+log = logging.getLogger("stancestream.worker")
+
+
+async def serve(settings: Settings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stack = Stack(settings, allow_embedded_broker=False)
+    try:
+        await stack.start(status=lambda message: log.info(message))
+        log.info("worker running: group %s on %s", settings.worker_group, stack.settings.kafka_bootstrap)
+        while not stop.is_set() and stack.stats.failure is None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+    finally:
+        await stack.stop()
+    return 1 if stack.stats is not None and stack.stats.failure is not None else 0
+
+
+def main(settings: Settings) -> int:
+    return asyncio.run(serve(settings))

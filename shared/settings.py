@@ -1,0 +1,95 @@
+"""Every setting of stancestream, read once from the environment (and an optional ``.env``) and frozen.
+
+Two variables keep their conventional names because deployments already set them: ``KAFKA_BOOTSTRAP`` and
+``CLICKHOUSE_URL``. Everything else is ``STANCESTREAM_<FIELD>``. ``stancestream settings`` prints the table.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Quantization(str, Enum):
+    auto = "auto"  # nf4 on CUDA, none on CPU (see docs/benchmarks.md for the CPU numbers)
+    nf4 = "nf4"
+    none = "none"
+
+
+class Dtype(str, Enum):
+    auto = "auto"  # bf16 (AMX/AVX-512-bf16 CPUs and CUDA), else fp32
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STANCESTREAM_", env_file=".env", extra="ignore", frozen=True)
+
+    # --- infrastructure -------------------------------------------------------------------------------------
+    kafka_bootstrap: str | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP", "STANCESTREAM_KAFKA_BOOTSTRAP"),
+        description="Kafka bootstrap servers; unset: `run` starts an embedded Tansu broker on loopback",
+    )
+    clickhouse_url: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("CLICKHOUSE_URL", "STANCESTREAM_CLICKHOUSE_URL"),
+        description="ClickHouse server, e.g. http://user:pass@host:8123/db; unset: embedded chDB under data_dir",
+    )
+    data_dir: Path = Field(Path("var"), description="embedded ClickHouse data and run state")
+    cache_dir: Path = Field(
+        Path.home() / ".cache" / "stancestream", description="converted base models (safetensors)"
+    )
+
+    # --- topics ---------------------------------------------------------------------------------------------
+    topic_prefix: str = Field("", description="prefix of every physical topic name, e.g. `prod.`")
+    partitions: int = Field(4, ge=1, description="partitions of topics created at start-up")
+    replication_factor: int = Field(1, ge=1, description="replication of topics created at start-up")
+    worker_group: str = Field("stancestream-worker", description="consumer group (Faust app id) of the workers")
+
+    # --- batching -------------------------------------------------------------------------------------------
+    batch_size: int = Field(32, ge=1, description="most tweets per micro-batch")
+    batch_max_wait_s: float = Field(0.5, gt=0, description="longest wait for a micro-batch to fill")
+    sink_retries: int = Field(5, ge=0, description="ClickHouse write retries before the worker stops")
+    dlq_max_invalid_ratio: float = Field(
+        0.5, gt=0, le=1, description="stop the worker if more than this share of the last 1000 messages is invalid"
+    )
+
+    # --- model ----------------------------------------------------------------------------------------------
+    base_model: str = Field(
+        "gemma-3-270m", description="`gemma-3-270m` (packaged), a local HF directory, a .gguf file or a cached HF id"
+    )
+    adapter: Path | None = Field(None, description="LoRA adapter directory; unset: the base model alone")
+    quantization: Quantization = Field(Quantization.auto, description="nf4 (bitsandbytes) or none")
+    dtype: Dtype = Field(Dtype.auto, description="compute precision of the unquantized layers")
+    device: Device = Field(Device.auto, description="cpu or cuda")
+    max_tokens: int = Field(128, ge=16, description="tweets are truncated to this many tokens")
+    infer_batch_size: int = Field(16, ge=1, description="tweets per forward pass (length-sorted)")
+    torch_threads: int | None = Field(None, ge=1, description="intra-op threads; unset: torch's default")
+
+    # --- web ------------------------------------------------------------------------------------------------
+    gateway_host: str = Field("127.0.0.1", description="the embedded store's query gateway binds here")
+
+    @property
+    def chdb_dir(self) -> Path:
+        return self.data_dir / "clickhouse"
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(environment variable, default, description) for every setting: the README's table comes from this."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env = alias.choices[0] if isinstance(alias, AliasChoices) else f"STANCESTREAM_{name.upper()}"
+        default = field.default.value if isinstance(field.default, Enum) else field.default
+        rows.append((env, "" if default is None else str(default), field.description or ""))
+    return rows

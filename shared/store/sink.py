@@ -1,0 +1,46 @@
+"""Writes a processed batch to ClickHouse: the tweet archive, the classifications and the dead letters."""
+
+from __future__ import annotations
+
+from shared.messages import utcnow
+from shared.pipeline import BatchResult
+from shared.store.clickhouse import Store
+
+TWEET_COLUMNS = ("id", "text", "created_at", "platform_lang", "author_id", "country", "source", "ingested_at")
+CLASSIFICATION_COLUMNS = (
+    "tweet_id", "adapter_version", "model_id", "lang", "lang_confidence", "topic", "stance", "label",
+    "p_pro", "p_anti", "p_neutral", "p_unrelated", "tweet_created_at", "classified_at", "latency_ms",
+)
+DEAD_LETTER_COLUMNS = ("source_topic", "partition", "offset", "reason", "payload", "failed_at")
+
+
+class ClickHouseSink:
+    """Inserts each table's rows in one statement. Redelivered batches replace rows (ReplacingMergeTree)."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def write(self, result: BatchResult) -> None:
+        now = utcnow()
+        created = {t.id: t.created_at for t in result.tweets}
+        self.store.insert(
+            "tweets",
+            [(t.id, t.text, t.created_at, t.lang, t.author_id, t.country, t.source, now) for t in result.tweets],
+            TWEET_COLUMNS,
+        )
+        self.store.insert(
+            "classifications",
+            [
+                (c.tweet_id, c.adapter_version, c.model_id, c.lang, c.lang_confidence, c.topic.value,
+                 c.stance.value if c.stance else None, c.label.value, c.probabilities.pro, c.probabilities.anti,
+                 c.probabilities.neutral, c.probabilities.unrelated, created[c.tweet_id], c.classified_at,
+                 c.latency_ms)
+                for c in result.classifications
+            ],
+            CLASSIFICATION_COLUMNS,
+        )
+        self.store.insert(
+            "dead_letters",
+            [(d.source_topic, d.partition, d.offset, d.reason, d.payload, d.failed_at) for d in result.dead_letters],
+            DEAD_LETTER_COLUMNS,
+        )

@@ -1,0 +1,128 @@
+"""The Faust edge of the worker: consume ``tweets.raw`` in micro-batches, process, write, produce, then ack.
+
+Delivery is at-least-once and an offset is committed only after its batch is durable in ClickHouse:
+
+1. ``noack_take`` hands over a batch of events *without* acking them (plain ``take()`` acks in a ``finally``,
+   even when the loop body raised, so a failed insert would still be committed by Faust's commit timer).
+2. The batch is classified in an executor thread, written to ClickHouse (retried with backoff), and the
+   results and dead letters are produced and their delivery awaited.
+3. Only then are the events acked; Faust commits acked offsets on its timer.
+
+If ClickHouse stays down past the retries, or too many messages are invalid, the worker stops with an error
+and commits nothing of the batch: a restart re-reads it, and ReplacingMergeTree absorbs the repeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+import faust
+
+from shared.pipeline import BatchResult, ClassificationSink, InboundMessage, InvalidRatioGuard, TweetBatchProcessor
+from shared.settings import Settings
+from shared.topics import Topics, physical
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    batches: int = 0
+    tweets: int = 0
+    dead_letters: int = 0
+    failure: BaseException | None = None
+    last_batch_s: float = 0.0
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def faust_app(settings: Settings, app_id: str | None = None) -> faust.App:
+    """A Faust app configured for what works on both Tansu and Kafka (see ENVIRONMENT.md)."""
+    return faust.App(
+        app_id or settings.worker_group,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        processing_guarantee="at_least_once",
+        broker_session_timeout=10,  # Tansu delays each group join by half of it
+        broker_heartbeat_interval=1.0,
+        broker_commit_interval=1.0,
+        consumer_auto_offset_reset="earliest",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        web_enabled=False,
+    )
+
+
+def build_worker(
+    settings: Settings,
+    processor: TweetBatchProcessor,
+    sink: ClassificationSink,
+    *,
+    on_batch: Callable[[BatchResult], None] | None = None,
+) -> tuple[faust.App, WorkerStats]:
+    app = faust_app(settings)
+    raw = app.topic(physical(Topics.raw, settings), value_serializer="raw", key_serializer="raw")
+    classified = app.topic(physical(Topics.classified, settings), value_serializer="raw", key_serializer="raw")
+    dlq = app.topic(physical(Topics.dlq, settings), value_serializer="raw", key_serializer="raw")
+    stats = WorkerStats()
+    guard = InvalidRatioGuard(settings.dlq_max_invalid_ratio)
+    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
+
+    async def write_durably(result: BatchResult) -> None:
+        delay = 0.5
+        for attempt in range(settings.sink_retries + 1):
+            try:
+                await asyncio.to_thread(sink.write, result)
+                return
+            except Exception as exc:
+                if attempt == settings.sink_retries:
+                    raise
+                log.warning("ClickHouse write failed (attempt %d/%d), retrying in %.1fs: %s",
+                            attempt + 1, settings.sink_retries + 1, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def publish(result: BatchResult) -> None:
+        deliveries = []
+        for c in result.classifications:
+            deliveries.append(await classified.send(key=c.tweet_id.encode(), value=c.model_dump_json().encode()))
+        for d in result.dead_letters:
+            deliveries.append(await dlq.send(key=None, value=d.model_dump_json().encode()))
+        await asyncio.gather(*deliveries)
+
+    @app.agent(raw, name="classify")
+    async def classify(stream):
+        loop = asyncio.get_running_loop()
+        try:
+            async for events in stream.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
+                started = time.perf_counter()
+                messages = [
+                    InboundMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                                   e.message.timestamp and int(e.message.timestamp * 1000))
+                    for e in events
+                ]
+                result = await loop.run_in_executor(model_thread, processor.classify, messages)
+                guard.check(result)
+                await write_durably(result)
+                await publish(result)
+                for event in events:  # durable and published: now the offsets may be committed
+                    await stream.ack(event)
+                stats.batches += 1
+                stats.tweets += len(result.classifications)
+                stats.dead_letters += len(result.dead_letters)
+                stats.last_batch_s = time.perf_counter() - started
+                if on_batch:
+                    on_batch(result)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("worker stopping, batch left uncommitted: %s", exc)
+            stats.failure = exc
+            stats.stopped.set()
+            raise
+
+    return app, stats
