@@ -13,10 +13,16 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# torch first, from its own index: PyPI's default Linux wheel pulls in ~3 GB of CUDA libraries. This layer
-# changes only with the build args, so editing the code does not re-download it. `pip install .` below then
-# finds the requirement already satisfied (2.13.0+cpu satisfies ==2.13.0 / >=...).
+# torch first, from its own index: PyPI's default Linux wheel pulls in gigabytes of CUDA libraries. This layer
+# changes only with the build args, so editing the code does not download it again, and `pip install .` below
+# finds the requirement already satisfied (2.13.0+cpu satisfies ==2.13.0).
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
+
+# Non-root user. /app is the working directory because Faust keeps its state under ./<app id>-data. /cache is
+# created here and owned by the user so that an empty named volume mounted on it takes that ownership.
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin stancestream \
+    && mkdir -p /app /cache \
+    && chown stancestream:stancestream /app /cache
 
 # The whole context (pyproject.toml, shared/, services/, schemas/, adapters/ when present); .dockerignore keeps
 # out the venv, run state and caches.
@@ -24,12 +30,9 @@ WORKDIR /src
 COPY . .
 RUN pip install . && rm -rf /src
 
-# Non-root. /app is the working directory because Faust keeps its state under ./<app id>-data; /cache is
-# created here, owned by the user, so that an empty named volume mounted on it inherits that ownership.
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin stancestream \
-    && mkdir -p /app /cache \
-    && chown stancestream:stancestream /app /cache
-ENV STANCESTREAM_CACHE_DIR=/cache
+# The converted base model goes to the cache; Hugging Face ids are looked up (never downloaded) under it too.
+ENV STANCESTREAM_CACHE_DIR=/cache \
+    HF_HOME=/cache/huggingface
 USER stancestream
 WORKDIR /app
 

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "torch==2.13.0"
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \
-		(apt-get install -y -qq docker-compose >/dev/null 2>&1 || sudo apt-get install -y -qq docker-compose >/dev/null 2>&1) || \
+		(apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 || sudo apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1) || \
 		echo "note: docker-compose (Debian package) not installed; the compose test needs it"; }
 	touch $(STAMP)
 

@@ -8,7 +8,10 @@ import json
 import logging
 import sys
 
+from pathlib import Path
+
 from shared.settings import Settings
+from shared.training import TrainConfig
 
 _EPILOG = "Settings come from the environment (see `stancestream settings`); KAFKA_BOOTSTRAP and CLICKHOUSE_URL " \
           "unset means the embedded broker and embedded ClickHouse."
@@ -35,6 +38,24 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run one worker against KAFKA_BOOTSTRAP and ClickHouse (production process)",
                    description="Consume tweets.raw in micro-batches, classify, write to ClickHouse, then commit.",
                    epilog=_EPILOG)
+
+    tr = sub.add_parser("train", help="LoRA fine-tuning on labeled tweets; writes a versioned adapter directory",
+                        description="Fine-tune the configured base model with LoRA on CSVs with columns "
+                                    "id, lang, label, text (translation_en optional). A dev split stratified by "
+                                    "language and label is carved out; training stops early on dev macro-F1; the "
+                                    "best adapter lands in OUT/adapter with its metadata.", epilog=_EPILOG)
+    tr.add_argument("--data", action="append", required=True, type=Path, metavar="CSV", help="labeled tweets (repeatable)")
+    tr.add_argument("--out", required=True, type=Path, metavar="DIR", help="run directory (checkpoint, best, adapter)")
+    tr.add_argument("--version", help="adapter version recorded in its metadata (default: OUT's name)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    defaults = TrainConfig()
+    for name, value in vars(defaults).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            tr.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"default {value}")
+        else:
+            kind = type(value) if value is not None else int
+            tr.add_argument(flag, type=kind, default=value, help=f"default {value}")
 
     sql = sub.add_parser("sql", help="run a query against the configured ClickHouse and print the result",
                          description="Works while `stancestream run` is running (through its query gateway) "
@@ -109,6 +130,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         from services.worker.main import main as worker_main
 
         return worker_main(settings)
+    if args.command == "train":
+        from dataclasses import fields
+
+        from shared.training import train
+
+        config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+        result = train(settings, args.data, args.out, config, version=args.version, resume=args.resume)
+        dev = result.dev_metrics
+        print(f"adapter: {result.adapter_dir}  steps {result.steps}  {result.seconds / 60:.1f} min  "
+              f"dev accuracy {dev.get('accuracy', 0):.3f}  macro-F1 {dev.get('macro_f1', 0):.3f}")
+        return 0
     if args.command == "sql":
         from shared.store import open_store
 

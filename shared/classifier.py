@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROMPT_PREFIX = "Tweet: "
-PROMPT_SUFFIX = "\nIs this tweet about immigration, and what is its stance? Answer pro, anti, neutral or unrelated.\nAnswer:"
+# Short on purpose: every prompt token is paid on every tweet (the tweet itself averages ~58 tokens).
+PROMPT_SUFFIX = "\nImmigration stance (pro, anti, neutral or unrelated):"
 VERBALIZERS: dict[Label, str] = {
     Label.pro: " pro",
     Label.anti: " anti",

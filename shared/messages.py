@@ -43,7 +43,9 @@ class Tweet(BaseModel):
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
-    id: str = Field(min_length=1, max_length=64, description="platform tweet id")
+    # Exporters send ids as JSON numbers too; they are kept as exact strings (the schema admits both).
+    id: str = Field(min_length=1, max_length=64, description="platform tweet id",
+                    json_schema_extra={"type": ["string", "integer"]})
     text: str = Field(min_length=1, max_length=10_000)
     created_at: datetime = Field(description="when the tweet was posted (ISO 8601; naive means UTC)")
     lang: str | None = Field(None, max_length=16, description="the platform's language tag, if any")
@@ -54,7 +56,6 @@ class Tweet(BaseModel):
     @field_validator("id", mode="before")
     @classmethod
     def _id_as_string(cls, value: object) -> object:
-        # Ids arrive as JSON numbers from some exporters; keep them as exact strings.
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @field_validator("created_at")

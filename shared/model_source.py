@@ -82,6 +82,9 @@ def _convert_gguf(gguf_path: Path, target: Path) -> Path:
     state = gguf_model.state_dict()
     del gguf_model
     config.dtype = torch.bfloat16
+    # The plain copy is not GGUF-quantized any more; a leftover GgufConfig would block bitsandbytes loading.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     missing, unexpected = plain.load_state_dict(state, strict=False)
     # Tied output embeddings are the only parameters a GGUF may legitimately leave out.

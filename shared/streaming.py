@@ -54,6 +54,9 @@ def faust_app(settings: Settings, app_id: str | None = None) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         web_enabled=False,
+        # Don't wait for unacked messages on stop: after a failed write they stay unacked on purpose.
+        stream_wait_empty=False,
+        datadir=str(settings.data_dir / "faust"),  # Faust's local state; by default it lands in the cwd
     )
 
 
@@ -97,32 +100,37 @@ def build_worker(
     @app.agent(raw, name="classify")
     async def classify(stream):
         loop = asyncio.get_running_loop()
-        try:
-            async for events in stream.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
-                started = time.perf_counter()
-                messages = [
-                    InboundMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
-                                   e.message.timestamp and int(e.message.timestamp * 1000))
-                    for e in events
-                ]
+        # ``noack()`` first: ``noack_take`` restores the stream's own ack setting when its generator is closed
+        # (on shutdown, or if the loop body raised), after which Faust acks every message still flowing
+        # through the stream, processed or not. On a no-ack stream there is nothing to restore.
+        batches = stream.noack()
+        async for events in batches.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
+            started = time.perf_counter()
+            messages = [
+                InboundMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                               e.message.timestamp and int(e.message.timestamp * 1000))
+                for e in events
+            ]
+            try:
                 result = await loop.run_in_executor(model_thread, processor.classify, messages)
                 guard.check(result)
                 await write_durably(result)
                 await publish(result)
-                for event in events:  # durable and published: now the offsets may be committed
-                    await stream.ack(event)
-                stats.batches += 1
-                stats.tweets += len(result.classifications)
-                stats.dead_letters += len(result.dead_letters)
-                stats.last_batch_s = time.perf_counter() - started
-                if on_batch:
-                    on_batch(result)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.error("worker stopping, batch left uncommitted: %s", exc)
-            stats.failure = exc
-            stats.stopped.set()
-            raise
+            except Exception as exc:
+                # Neither raise nor continue: Faust would restart the agent on the *next* batch and, with no
+                # commit yet, commit past this one. Park with the batch unacked until the owner sees
+                # ``stats.failure`` and stops the app; a restart re-reads the batch.
+                log.error("worker stopping, batch left uncommitted: %s", exc)
+                stats.failure = exc
+                stats.stopped.set()
+                await asyncio.Event().wait()
+            for event in events:  # durable and published: now the offsets may be committed
+                await batches.ack(event)
+            stats.batches += 1
+            stats.tweets += len(result.classifications)
+            stats.dead_letters += len(result.dead_letters)
+            stats.last_batch_s = time.perf_counter() - started
+            if on_batch:
+                on_batch(result)
 
     return app, stats

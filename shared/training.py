@@ -1,0 +1,295 @@
+"""LoRA fine-tuning of the base model on labeled tweets, with a dev split and early stopping on dev macro-F1.
+
+Training optimises exactly what inference serves: cross-entropy over the four label-word logits at the last
+prompt position (``shared.classifier.label_logits``). The output is a self-describing adapter directory:
+peft's weights and config plus ``stancestream.json`` (base model and hash, labels, data hash and size,
+hyperparameters, library versions, dev metrics, command line).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shared.classifier import ADAPTER_METADATA, StanceClassifier
+from shared.langid import normalize_lang
+from shared.messages import LABELS, Label
+from shared.metrics import per_language, scores, to_indices
+from shared.settings import Quantization, Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    lang: str
+    label: Label
+    text: str
+    translation_en: str = ""
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 2.0
+    learning_rate: float = 2e-4
+    batch_size: int = 16
+    lora_rank: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"  # or "attention": q,k,v,o projections only
+    class_weighting: str = "sqrt"  # none | sqrt | balanced (inverse frequency)
+    translate_train: bool = False  # add the English translations as extra examples
+    dev_fraction: float = 0.12
+    eval_every: int = 40  # optimizer steps
+    patience: int = 4  # evaluations without dev macro-F1 improvement before stopping
+    warmup_fraction: float = 0.06
+    seed: int = 13
+    max_tokens: int = 128
+    limit: int | None = None  # train on the first N examples only (smoke tests)
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    dev_metrics: dict
+    steps: int
+    seconds: float
+    history: list[dict] = field(default_factory=list)
+
+
+def read_labeled(paths: list[Path]) -> list[Example]:
+    """Rows with columns id, lang, label, text (translation_en optional, extra columns ignored)."""
+    examples = []
+    for path in paths:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            missing = {"id", "lang", "label", "text"} - set(reader.fieldnames or [])
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    label = Label(row["label"].strip())
+                except ValueError:
+                    raise ValueError(f"{path}:{line}: unknown label {row['label']!r}") from None
+                if row["text"].strip():
+                    examples.append(Example(row["id"], normalize_lang(row["lang"]) or "und", label,
+                                            row["text"], (row.get("translation_en") or "").strip()))
+    if not examples:
+        raise ValueError("no labeled examples found")
+    return examples
+
+
+def stratified_split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """Dev split stratified by (language, label): every stratum keeps its share, at least one example if >= 3."""
+    rng = random.Random(seed)
+    strata: dict[tuple[str, Label], list[Example]] = {}
+    for ex in examples:
+        strata.setdefault((ex.lang, ex.label), []).append(ex)
+    train, dev = [], []
+    for key in sorted(strata, key=lambda k: (k[0], k[1].value)):
+        group = strata[key][:]
+        rng.shuffle(group)
+        n_dev = round(len(group) * fraction) if len(group) >= 3 else 0
+        n_dev = max(n_dev, 1) if len(group) >= 3 else 0
+        dev.extend(group[:n_dev])
+        train.extend(group[n_dev:])
+    return train, dev
+
+
+def data_digest(examples: list[Example]) -> str:
+    digest = hashlib.sha256()
+    for ex in sorted(examples, key=lambda e: e.id):
+        digest.update(f"{ex.id}\t{ex.lang}\t{ex.label.value}\t{ex.text}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def class_weights(examples: list[Example], mode: str) -> np.ndarray:
+    counts = np.array([sum(ex.label is label for ex in examples) for label in LABELS], dtype=float)
+    counts = np.maximum(counts, 1)
+    if mode == "none":
+        return np.ones(len(LABELS))
+    weights = (counts.sum() / counts) if mode == "balanced" else np.sqrt(counts.sum() / counts)
+    return weights / weights.mean()
+
+
+def evaluate(classifier: StanceClassifier, examples: list[Example]) -> tuple[dict, np.ndarray]:
+    probs = classifier.predict_proba([ex.text for ex in examples])
+    y_true = to_indices([ex.label for ex in examples])
+    y_pred = probs.argmax(axis=1)
+    metrics = scores(y_true, y_pred) | {"per_language": per_language([ex.lang for ex in examples], y_true, y_pred)}
+    return metrics, probs
+
+
+def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, *, version: str | None = None,
+          resume: bool = False, progress: bool = True) -> TrainResult:
+    import torch
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from peft.utils import get_peft_model_state_dict
+
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+    examples = read_labeled(data)
+    train_set, dev_set = stratified_split(examples, config.dev_fraction, config.seed)
+    if config.limit:
+        train_set = train_set[: config.limit]
+        dev_set = dev_set[: max(8, config.limit // 4)]
+    if config.translate_train:
+        train_set = train_set + [Example(ex.id + ":en", "en", ex.label, ex.translation_en)
+                                 for ex in train_set if ex.translation_en and ex.lang != "en"]
+
+    # QLoRA on CUDA; on CPU bitsandbytes' 4-bit path is slower than plain weights, so train unquantized.
+    train_settings = settings.model_copy(update={"adapter": None, "max_tokens": config.max_tokens})
+    classifier = StanceClassifier.load(train_settings)
+    model = classifier.model
+    if classifier.runtime.quantization is Quantization.nf4:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    targets = "all-linear" if config.target_modules == "all-linear" else ["q_proj", "k_proj", "v_proj", "o_proj"]
+    lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=targets, bias="none")
+    model = get_peft_model(model, lora)
+    classifier.model = model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
+    warmup = max(1, int(total_steps * config.warmup_fraction))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
+    )
+    weights = torch.tensor(class_weights(train_set, config.class_weighting), dtype=torch.float32,
+                           device=classifier.runtime.device)
+    encoded = classifier.encode([ex.text for ex in train_set])
+    targets_idx = to_indices([ex.label for ex in train_set])
+
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "checkpoint"
+    state = {"step": 0, "best_f1": -1.0, "bad_evals": 0, "history": []}
+    if resume and (checkpoint / "state.json").exists():
+        state = json.loads((checkpoint / "state.json").read_text())
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(model, load_file(checkpoint / "adapter.safetensors"))
+        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
+        scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+        log.warning("resuming from step %d", state["step"])
+
+    order_rng = np.random.default_rng(config.seed)
+    orders = [order_rng.permutation(len(train_set)) for _ in range(math.ceil(config.epochs) + 1)]
+    started = time.time()
+    bar = _progress(total_steps, state["step"], progress)
+    best_dir = out / "best"
+
+    def run_eval(step: int) -> bool:
+        model.eval()
+        metrics, _ = evaluate(classifier, dev_set)
+        model.train()
+        entry = {"step": step, "epoch": round(step / steps_per_epoch, 2), "dev_accuracy": metrics["accuracy"],
+                 "dev_macro_f1": metrics["macro_f1"], "elapsed_s": round(time.time() - started)}
+        state["history"].append(entry)
+        improved = metrics["macro_f1"] > state["best_f1"]
+        if improved:
+            state["best_f1"], state["bad_evals"], state["best_metrics"] = metrics["macro_f1"], 0, metrics
+            model.save_pretrained(best_dir)
+        else:
+            state["bad_evals"] += 1
+        _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict)
+        bar.write(f"step {step}: dev accuracy {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f}"
+                  + (" (best)" if improved else ""))
+        return state["bad_evals"] >= config.patience
+
+    model.train()
+    stop = False
+    while state["step"] < total_steps and not stop:
+        step = state["step"]
+        epoch, batch_no = divmod(step, steps_per_epoch)
+        idx = orders[epoch][batch_no * config.batch_size : (batch_no + 1) * config.batch_size]
+        ids, mask = classifier.collate([encoded[i] for i in idx])
+        logits = classifier.label_logits(ids, mask).float()
+        labels = torch.as_tensor(targets_idx[idx], device=logits.device)
+        loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] = step + 1
+        bar.set_postfix(loss=f"{loss.item():.3f}", epoch=f"{state['step'] / steps_per_epoch:.2f}")
+        bar.update(1)
+        if state["step"] % config.eval_every == 0 or state["step"] == total_steps:
+            stop = run_eval(state["step"])
+    bar.close()
+    if not best_dir.exists():
+        run_eval(state["step"])
+
+    adapter_dir = out / "adapter"
+    if adapter_dir.exists():
+        shutil.rmtree(adapter_dir)
+    shutil.copytree(best_dir, adapter_dir)
+    metadata = {
+        "version": version or out.name,
+        "base_model": settings.base_model,
+        "base_model_id": classifier.model_id,
+        "labels": [label.value for label in LABELS],
+        "prompt": "label-word scoring (shared/classifier.py)",
+        "data": {"files": [str(p) for p in data], "sha256_16": data_digest(examples), "examples": len(examples),
+                 "train": len(train_set), "dev": len(dev_set)},
+        "hyperparameters": asdict(config),
+        "dev_metrics": state.get("best_metrics", {}),
+        "history": state["history"],
+        "steps": state["step"],
+        "train_seconds": round(time.time() - started),
+        "versions": _library_versions(),
+        "command": " ".join(sys.argv),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (adapter_dir / ADAPTER_METADATA).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+    return TrainResult(adapter_dir, metadata["dev_metrics"], state["step"], time.time() - started, state["history"])
+
+
+def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict, state_dict_fn) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    tmp = directory.with_name(directory.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state_dict_fn(model).items()}, tmp / "adapter.safetensors")
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    (tmp / "state.json").write_text(json.dumps(state, default=str))
+    if directory.exists():
+        shutil.rmtree(directory)
+    tmp.rename(directory)
+
+
+def _progress(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="training", unit="step", disable=not enabled,
+                dynamic_ncols=True, mininterval=2.0)
+
+
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("torch", "transformers", "peft", "bitsandbytes"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out

@@ -1,0 +1,79 @@
+"""Shared fixtures: a tiny local model, and ONE embedded ClickHouse (chDB) for the whole session.
+
+chDB opens a single data directory per process, so every test that needs ClickHouse uses ``store`` (migrated
+once) or ``clean_store`` (the same store with the data tables emptied).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import Settings
+
+DATA_TABLES = ("tweets", "classifications", "dead_letters")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: loads the real base model (use --run-slow)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
+    from tiny_model import build_tiny_model  # tests/ is on sys.path (rootdir conftest)
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-gemma"))
+
+
+@pytest.fixture(scope="session")
+def tiny_settings(tiny_model_dir, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    # infer_batch_size=4: a handful of texts already spans several length-sorted sub-batches.
+    return Settings(base_model=str(tiny_model_dir), dtype="fp32", device="cpu",
+                    cache_dir=tmp_path_factory.mktemp("model-cache"), infer_batch_size=4, max_tokens=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tiny_settings):
+    from shared.classifier import StanceClassifier
+
+    return StanceClassifier.load(tiny_settings)
+
+
+@pytest.fixture(scope="session")
+def store_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The session's one embedded-store data_dir: Settings(data_dir=store_dir) reuses the open chDB."""
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="session")
+def store(store_dir):
+    from shared.store import open_store
+    from shared.store.migrations import migrate
+
+    store = open_store(Settings(data_dir=store_dir), prefer_gateway=False)
+    migrate(store)
+    return store
+
+
+@pytest.fixture
+def clean_store(store):
+    for table in DATA_TABLES:
+        store.command(f"TRUNCATE TABLE IF EXISTS {table}")
+    return store
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory):
+    """A real Tansu broker (in-memory storage) on a free loopback port, for the whole session."""
+    from shared.broker import EmbeddedBroker
+
+    with EmbeddedBroker(log_file=tmp_path_factory.mktemp("broker") / "tansu.log") as running:
+        yield running

@@ -1,0 +1,159 @@
+"""StanceClassifier on a tiny random Gemma-3: encoding, batching and the four-row label head."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from shared.classifier import PROMPT_PREFIX, PROMPT_SUFFIX, ClassifierError, StanceClassifier, label_token_ids
+from shared.messages import LABELS
+from shared.model_source import ModelSourceError, resolve_base_model
+
+WORDS = ("immigration refugees welcome border policy jobs economy football match coffee rain love hate "
+         "government vote asylum citizens music friends home").split()
+
+
+def text_of(n: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    return " ".join(rng.choice(WORDS, size=n))
+
+
+# Lengths chosen so that sorted sub-batches of 4 mix sequences more than a sliding window (32) apart.
+TEXTS = [text_of(n, seed) for seed, n in enumerate([1, 2, 3, 45, 5, 60, 50, 100])]
+TEXTS.append("Unknownword zzz qqq, with PUNCTUATION!!")  # [UNK] tokens and upper case
+
+
+def reference_proba(clf: StanceClassifier, text: str) -> np.ndarray:
+    """The plain Hugging Face forward pass over one unpadded sequence: full-vocabulary logits, last position."""
+    (seq,) = clf.encode([text])
+    with torch.inference_mode():
+        logits = clf.model(input_ids=torch.tensor([seq])).logits[0, -1, clf.label_token_ids]
+    return torch.softmax(logits.float(), dim=-1).numpy()
+
+
+def test_label_words_are_distinct_single_tokens(tiny_classifier):
+    ids = label_token_ids(tiny_classifier.tokenizer)
+    assert len(set(ids)) == 4
+    for token_id, word in zip(ids, ("pro", "anti", "neutral", "unrelated")):
+        assert tiny_classifier.tokenizer.convert_ids_to_tokens(token_id) == word
+
+
+def test_predict_proba_shape_and_normalisation(tiny_classifier):
+    probs = tiny_classifier.predict_proba(TEXTS)
+    assert probs.shape == (len(TEXTS), len(LABELS))
+    assert np.isfinite(probs).all() and (probs >= 0).all()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    # A random model still separates texts: otherwise the equality tests below could not fail.
+    assert np.ptp(probs, axis=0).max() > 1e-2
+
+
+def test_predict_proba_empty_and_predict(tiny_classifier):
+    assert tiny_classifier.predict_proba([]).shape == (0, 4)
+    probs = tiny_classifier.predict_proba(TEXTS[:5])
+    assert tiny_classifier.predict(TEXTS[:5]) == [LABELS[i] for i in probs.argmax(axis=1)]
+
+
+def test_batching_does_not_change_probabilities(tiny_classifier):
+    clf = tiny_classifier
+    lengths = sorted(len(s) for s in clf.encode(TEXTS))
+    spreads = [chunk[-1] - chunk[0] for chunk in (lengths[i : i + clf.batch_size] for i in range(0, len(lengths), clf.batch_size))]
+    assert max(spreads) > 32, "the texts should pad some sequences beyond the sliding window"
+
+    batched = clf.predict_proba(TEXTS)
+    one_by_one = np.stack([clf.predict_proba([t])[0] for t in TEXTS])
+    reversed_ = clf.predict_proba(TEXTS[::-1])[::-1]
+    reference = np.stack([reference_proba(clf, t) for t in TEXTS])
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+    np.testing.assert_allclose(batched, reversed_, atol=1e-5)
+    np.testing.assert_allclose(batched, reference, atol=1e-5)
+
+
+def test_label_logits_equal_the_full_lm_logits(tiny_classifier):
+    clf = tiny_classifier
+    ids, mask = clf.collate(clf.encode(TEXTS))
+    assert (mask == 0).any(), "the batch should contain padding"
+    with torch.inference_mode():
+        fast = clf.label_logits(ids, mask)
+        full = clf.model(input_ids=ids, attention_mask=mask).logits
+    last = mask.sum(dim=1) - 1
+    expected = full[torch.arange(len(TEXTS)), last][:, clf.label_token_ids]
+    assert fast.shape == (len(TEXTS), 4)
+    torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_encode_wraps_the_tweet_in_the_prompt(tiny_classifier):
+    clf = tiny_classifier
+    tok = clf.tokenizer
+    prefix = tok(PROMPT_PREFIX, add_special_tokens=False)["input_ids"]
+    suffix = tok(PROMPT_SUFFIX, add_special_tokens=False)["input_ids"]
+    body = tok("refugees welcome", add_special_tokens=False)["input_ids"]
+    assert clf.encode(["refugees welcome"]) == [[tok.bos_token_id] + prefix + body + suffix]
+
+
+def test_encode_truncates_only_the_tweet(tiny_classifier):
+    clf = tiny_classifier
+    tok = clf.tokenizer
+    long_text = text_of(clf.max_tokens * 5, seed=99)
+    full_body = tok(long_text, add_special_tokens=False)["input_ids"]
+    assert len(full_body) > clf.max_tokens
+    suffix = tok(PROMPT_SUFFIX, add_special_tokens=False)["input_ids"]
+    prefix = tok(PROMPT_PREFIX, add_special_tokens=False)["input_ids"]
+
+    (seq,) = clf.encode([long_text])
+    assert len(seq) == 1 + len(prefix) + clf.max_tokens + len(suffix)
+    assert seq[-len(suffix):] == suffix
+    assert seq[: 1 + len(prefix)] == [tok.bos_token_id] + prefix
+    assert seq[1 + len(prefix): -len(suffix)] == full_body[: clf.max_tokens]
+    # The answer position is still the prompt's end, so scoring a long tweet works.
+    assert np.isfinite(clf.predict_proba([long_text])).all()
+
+
+def test_missing_adapter_dir_raises(tiny_settings, tmp_path):
+    with pytest.raises(ClassifierError, match="adapter"):
+        StanceClassifier.load(tiny_settings, adapter=tmp_path / "no-such-adapter")
+
+
+def test_lora_adapter_is_attached_and_changes_scores(tiny_settings, tiny_classifier, tmp_path):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_settings.base_model, dtype=torch.float32)
+    torch.manual_seed(1)
+    lora = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    lora.save_pretrained(tmp_path)
+    (tmp_path / "stancestream.json").write_text(json.dumps({"version": "lora-test-1"}))
+
+    clf = StanceClassifier.load(tiny_settings, adapter=tmp_path)
+    assert clf.adapter_version == "lora-test-1" and clf.model_id == tiny_classifier.model_id
+    adapted = clf.predict_proba(TEXTS)
+    np.testing.assert_allclose(adapted.sum(axis=1), 1.0, atol=1e-5)
+    assert np.abs(adapted - tiny_classifier.predict_proba(TEXTS)).max() > 1e-4
+    # Through the PEFT wrapper, the label head still matches the full LM's logits.
+    ids, mask = clf.collate(clf.encode(TEXTS[:4]))
+    with torch.inference_mode():
+        full = clf.model(input_ids=ids, attention_mask=mask).logits
+        expected = full[torch.arange(4), mask.sum(dim=1) - 1][:, clf.label_token_ids]
+        torch.testing.assert_close(clf.label_logits(ids, mask), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_base_model_raises(tmp_path):
+    with pytest.raises(ModelSourceError):
+        resolve_base_model("no-such-org/no-such-model-xyz", tmp_path)
+
+
+def test_directory_without_config_raises(tmp_path):
+    with pytest.raises(ModelSourceError, match="config.json"):
+        resolve_base_model(str(tmp_path), tmp_path / "cache")
+
+
+def test_missing_gguf_file_raises(tmp_path):
+    with pytest.raises(ModelSourceError, match="GGUF"):
+        resolve_base_model(str(tmp_path / "absent.gguf"), tmp_path / "cache")
+
+
+def test_local_model_dir_resolves_to_itself(tiny_model_dir, tmp_path):
+    assert resolve_base_model(str(tiny_model_dir), tmp_path) == Path(tiny_model_dir)

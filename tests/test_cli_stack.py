@@ -1,0 +1,102 @@
+"""`stancestream run` and `stancestream sql` as a user runs them: separate processes, embedded broker and chDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STANCESTREAM_", "KAFKA_", "CLICKHOUSE_"))}
+    env |= {"STANCESTREAM_DATA_DIR": str(tmp_path / "var"), "STANCESTREAM_BASE_MODEL": str(tiny_model_dir),
+            "STANCESTREAM_CACHE_DIR": str(tmp_path / "cache"), "STANCESTREAM_DEVICE": "cpu",
+            "STANCESTREAM_DTYPE": "fp32", "STANCESTREAM_BATCH_MAX_WAIT_S": "0.2"}
+    return env
+
+
+def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _feed(path: Path, n: int, malformed: int) -> Path:
+    lines = [json.dumps({"id": f"c{i}", "text": f"Refugees are welcome in our city {i}", "lang": "en",
+                         "created_at": "2026-11-02T09:00:00Z"}) for i in range(n)]
+    for k in range(malformed):
+        lines.insert(3 * k + 1, '{"id": "broken", "text": ')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _count(env: dict[str, str]) -> tuple[int, int]:
+    result = _cli("sql", "SELECT (SELECT count() FROM classifications FINAL) AS c, "
+                         "(SELECT count() FROM dead_letters FINAL) AS d", "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    row = json.loads(result.stdout)[0]
+    return int(row["c"]), int(row["d"])
+
+
+def test_run_exit_when_done_then_sql_after_stop(tmp_path, tiny_model_dir):
+    env = _env(tmp_path, tiny_model_dir)
+    feed = _feed(tmp_path / "feed.jsonl", 30, malformed=2)
+    result = _cli("run", "--feed", str(feed), "--exit-when-done", env=env, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "final summary" in result.stdout
+    # After the stack stopped, `sql` opens the embedded store itself.
+    assert _count(env) == (30, 2)
+    csv_out = _cli("sql", "SELECT lang, count() AS n FROM classifications FINAL GROUP BY lang", "--format", "csv",
+                   env=env)
+    assert csv_out.stdout.splitlines()[0] == "lang,n"
+    assert sum(int(line.split(",")[1]) for line in csv_out.stdout.splitlines()[1:]) == 30
+
+
+def test_sql_while_running_then_ctrl_c_stops_cleanly(tmp_path, tiny_model_dir):
+    env = _env(tmp_path, tiny_model_dir)
+    feed = _feed(tmp_path / "feed.jsonl", 20, malformed=1)
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "20"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        counts = (0, 0)
+        while time.monotonic() < deadline and counts != (20, 1):
+            time.sleep(1)
+            assert proc.poll() is None, proc.stdout.read()
+            if (Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json").exists():
+                counts = _count(env)  # through the running stack's gateway
+        assert counts == (20, 1)
+        bad = _cli("sql", "SELECT * FROM no_such_table", env=env)
+        assert bad.returncode == 2 and "no_such_table" in bad.stderr
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "final summary" in out
+    assert not (Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json").exists()
+
+
+def test_run_reports_a_missing_feed_clearly(tmp_path, tiny_model_dir):
+    result = _cli("run", "--feed", str(tmp_path / "nope.jsonl"), env=_env(tmp_path, tiny_model_dir))
+    assert result.returncode == 2
+    assert "feed file not found" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_feed_with_the_real_model(tmp_path):
+    """The README's demo path with the real default model (opt-in: --run-slow)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STANCESTREAM_DATA")}
+    env["STANCESTREAM_DATA_DIR"] = str(tmp_path / "var")
+    result = _cli("run", "--feed", str(REPO / "data" / "sample_feed.jsonl"), "--exit-when-done", env=env,
+                  timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _count(env) == (192, 8)
