@@ -57,6 +57,14 @@ def _parser() -> argparse.ArgumentParser:
             kind = type(value) if value is not None else int
             tr.add_argument(flag, type=kind, default=value, help=f"default {value}")
 
+    ev = sub.add_parser("eval", help="score a labeled CSV: metrics.json, report.md and plots, vs the paper if present",
+                        description="Classify every tweet of a labeled CSV (id, lang, label, text; paper_pred "
+                                    "optional) and write DIR/metrics.json, DIR/report.md, DIR/confusion.png and "
+                                    "DIR/per_language.png.", epilog=_EPILOG)
+    ev.add_argument("--data", required=True, type=Path, metavar="CSV")
+    ev.add_argument("--adapter", type=Path, metavar="DIR", help="adapter directory (default: STANCESTREAM_ADAPTER)")
+    ev.add_argument("--out", required=True, type=Path, metavar="DIR")
+
     sql = sub.add_parser("sql", help="run a query against the configured ClickHouse and print the result",
                          description="Works while `stancestream run` is running (through its query gateway) "
                                      "and after it stopped (opening the embedded store directly).")
@@ -140,6 +148,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         dev = result.dev_metrics
         print(f"adapter: {result.adapter_dir}  steps {result.steps}  {result.seconds / 60:.1f} min  "
               f"dev accuracy {dev.get('accuracy', 0):.3f}  macro-F1 {dev.get('macro_f1', 0):.3f}")
+        return 0
+    if args.command == "eval":
+        from shared.classifier import StanceClassifier
+        from shared.evaluation import evaluate_csv
+
+        metrics = evaluate_csv(StanceClassifier.load(settings, adapter=args.adapter), args.data, args.out)
+        paper = metrics.get("paper")
+        print(f"accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
+              f"{metrics['tweets_per_s']:.1f} tweets/s"
+              + (f"   (paper: {paper['accuracy']:.3f} / {paper['macro_f1']:.3f})" if paper else "")
+              + f"\nreport: {args.out / 'report.md'}")
         return 0
     if args.command == "sql":
         from shared.store import open_store
