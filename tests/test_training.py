@@ -1,0 +1,84 @@
+"""`stancestream train` on the tiny model: data checks, the stratified dev split, adapter output, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from shared.classifier import StanceClassifier
+from shared.training import TrainConfig, read_labeled, stratified_split, train
+
+LABELS = ["pro-immigration", "anti-immigration", "neutral", "unrelated"]
+TEXTS = {
+    "pro-immigration": "refugees welcome here we support asylum rights",
+    "anti-immigration": "close the border deport migrants now",
+    "neutral": "minister said new immigration policy today",
+    "unrelated": "great football match tonight team won",
+}
+
+
+def _write_csv(path, n_per_cell: int = 4, langs=("en", "es", "in")):
+    rows = []
+    for lang in langs:
+        for label in LABELS:
+            for k in range(n_per_cell):
+                rows.append({"id": f"{lang}-{label}-{k}", "lang": lang, "label": label,
+                             "text": f"{TEXTS[label]} {k}", "translation_en": "", "extra": "ignored"})
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_read_labeled_normalises_languages_and_rejects_bad_rows(tmp_path):
+    examples = read_labeled([_write_csv(tmp_path / "ok.csv")])
+    assert {ex.lang for ex in examples} == {"en", "es", "id"}  # Twitter's `in` is ISO `id`
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,lang,label,text\n1,en,maybe,hello\n")
+    with pytest.raises(ValueError, match="unknown label 'maybe'"):
+        read_labeled([bad])
+    missing = tmp_path / "missing.csv"
+    missing.write_text("id,text\n1,hello\n")
+    with pytest.raises(ValueError, match="missing column"):
+        read_labeled([missing])
+
+
+def test_dev_split_is_stratified_disjoint_and_reproducible(tmp_path):
+    examples = read_labeled([_write_csv(tmp_path / "d.csv", n_per_cell=10)])
+    train_a, dev_a = stratified_split(examples, 0.2, seed=1)
+    train_b, dev_b = stratified_split(examples, 0.2, seed=1)
+    assert [e.id for e in dev_a] == [e.id for e in dev_b]
+    assert not {e.id for e in train_a} & {e.id for e in dev_a}
+    assert len(train_a) + len(dev_a) == len(examples)
+    strata = {(e.lang, e.label) for e in examples}
+    assert {(e.lang, e.label) for e in dev_a} == strata  # every language × label is in dev
+    assert all(sum((e.lang, e.label) == s for e in dev_a) == 2 for s in strata)  # 20% of 10
+
+
+def test_train_writes_a_loadable_self_describing_adapter_and_resumes(tmp_path, tiny_settings):
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2,
+                         max_tokens=32)
+    first = train(tiny_settings, [data], tmp_path / "run", config, version="v-test", progress=False)
+    meta = json.loads((first.adapter_dir / "stancestream.json").read_text())
+    assert meta["version"] == "v-test" and meta["labels"] == LABELS
+    assert meta["data"]["examples"] == 60 and meta["data"]["train"] + meta["data"]["dev"] == 60
+    assert set(meta["dev_metrics"]) >= {"accuracy", "macro_f1", "per_language"}
+    assert meta["hyperparameters"]["lora_rank"] == config.lora_rank
+    assert (first.adapter_dir / "adapter_model.safetensors").exists()
+
+    tuned = StanceClassifier.load(tiny_settings, adapter=first.adapter_dir)
+    base = StanceClassifier.load(tiny_settings)
+    texts = list(TEXTS.values())
+    assert tuned.adapter_version == "v-test"
+    assert not np.allclose(tuned.predict_proba(texts), base.predict_proba(texts), atol=1e-4)
+
+    steps_one_epoch = first.steps
+    resumed = train(tiny_settings, [data], tmp_path / "run", TrainConfig(**{**vars(config), "epochs": 2}),
+                    version="v-test", resume=True, progress=False)
+    assert resumed.steps == 2 * steps_one_epoch
+    assert [h["step"] for h in resumed.history][: len(first.history)] == [h["step"] for h in first.history]
