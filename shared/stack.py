@@ -58,8 +58,6 @@ class Stack:
         status("opening ClickHouse")
         self.store = open_store(settings, prefer_gateway=False)
         await asyncio.to_thread(migrate, self.store)
-        if settings.clickhouse_url is None:
-            self.gateway = QueryGateway(self.store, settings.data_dir, settings.gateway_host).start()
         status("creating topics")
         await ensure_topics(settings)
         if self.classifier is None:
@@ -70,6 +68,8 @@ class Stack:
             settings, TweetBatchProcessor(self.classifier), ClickHouseSink(self.store)
         )
         await self._app.start()
+        if settings.clickhouse_url is None:  # advertised last: gateway.json also means "the stack is up"
+            self.gateway = QueryGateway(self.store, settings.data_dir, settings.gateway_host).start()
         return self
 
     async def stop(self) -> None:

@@ -100,3 +100,46 @@ def test_demo_feed_with_the_real_model(tmp_path):
                   timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _count(env) == (192, 8)
+
+
+def test_run_reads_a_feed_from_stdin(tmp_path, tiny_model_dir):
+    env = _env(tmp_path, tiny_model_dir)
+    feed = _feed(tmp_path / "feed.jsonl", 12, malformed=1).read_text()
+    result = subprocess.run([sys.executable, "-m", "services.cli", "run", "--feed", "-", "--exit-when-done"],
+                            cwd=REPO, env=env, input=feed, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _count(env) == (12, 1)
+
+
+def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, broker):
+    """The production entry point: `stancestream worker` with KAFKA_BOOTSTRAP set, stopped by SIGTERM."""
+    import asyncio
+
+    from shared.feed import FeedReport, produce_feed, read_feed
+
+    env = _env(tmp_path, tiny_model_dir) | {"KAFKA_BOOTSTRAP": broker.bootstrap,
+                                            "STANCESTREAM_TOPIC_PREFIX": "wproc.", "STANCESTREAM_PARTITIONS": "2"}
+    missing = _cli("worker", env={k: v for k, v in env.items() if k != "KAFKA_BOOTSTRAP"})
+    assert missing.returncode == 2 and "KAFKA_BOOTSTRAP is not set" in missing.stderr
+
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        gateway = Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json"
+        deadline = time.monotonic() + 120
+        while not gateway.exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.5)
+        feed = _feed(tmp_path / "feed.jsonl", 10, malformed=1)
+        asyncio.run(produce_feed(broker.bootstrap, "wproc.tweets.raw", read_feed(str(feed)), FeedReport()))
+        counts = (0, 0)
+        while time.monotonic() < deadline and counts != (10, 1):
+            time.sleep(1)
+            counts = _count(env)
+        assert counts == (10, 1)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
