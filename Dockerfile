@@ -18,17 +18,17 @@ ENV PYTHONUNBUFFERED=1 \
 # finds the requirement already satisfied (2.13.0+cpu satisfies ==2.13.0).
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 
-# Non-root user. /app is the working directory because Faust keeps its state under ./<app id>-data. /cache is
+# Non-root user. /app is the working directory: run state (Faust, embedded store) goes to ./var. /cache is
 # created here and owned by the user so that an empty named volume mounted on it takes that ownership.
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin stancestream \
     && mkdir -p /app /cache \
     && chown stancestream:stancestream /app /cache
 
-# The whole context (pyproject.toml, shared/, services/, schemas/, adapters/ when present); .dockerignore keeps
-# out the venv, run state and caches.
-WORKDIR /src
-COPY . .
-RUN pip install . && rm -rf /src
+# The whole context (pyproject.toml, shared/, services/, schemas/, adapters/); .dockerignore keeps out the venv,
+# run state and caches. Installed in place (editable) because the code reads schemas/migrations and
+# adapters/default next to itself.
+COPY --chown=stancestream:stancestream . /opt/stancestream
+RUN pip install -e /opt/stancestream
 
 # The converted base model goes to the cache; Hugging Face ids are looked up (never downloaded) under it too.
 ENV STANCESTREAM_CACHE_DIR=/cache \

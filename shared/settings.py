@@ -9,8 +9,12 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+#: The adapter trained by us and shipped in the repository (see adapters/default/README.md).
+SHIPPED_ADAPTER = Path(__file__).resolve().parents[1] / "adapters" / "default"
 
 
 class Quantization(str, Enum):
@@ -68,7 +72,10 @@ class Settings(BaseSettings):
     base_model: str = Field(
         "gemma-3-270m", description="`gemma-3-270m` (packaged), a local HF directory, a .gguf file or a cached HF id"
     )
-    adapter: Path | None = Field(None, description="LoRA adapter directory; unset: the base model alone")
+    adapter: Path | None = Field(
+        default_factory=lambda: SHIPPED_ADAPTER if (SHIPPED_ADAPTER / "adapter_config.json").exists() else None,
+        description="LoRA adapter directory; default: the shipped adapters/default; `none`: the base model alone",
+    )
     quantization: Quantization = Field(Quantization.auto, description="nf4 (bitsandbytes) or none")
     dtype: Dtype = Field(Dtype.auto, description="compute precision of the unquantized layers")
     device: Device = Field(Device.auto, description="cpu or cuda")
@@ -78,6 +85,11 @@ class Settings(BaseSettings):
 
     # --- web ------------------------------------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="the embedded store's query gateway binds here")
+
+    @field_validator("adapter", mode="before")
+    @classmethod
+    def _no_adapter(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "none", "base") else value
 
     @property
     def chdb_dir(self) -> Path:
@@ -91,5 +103,7 @@ def describe_settings() -> list[tuple[str, str, str]]:
         alias = field.validation_alias
         env = alias.choices[0] if isinstance(alias, AliasChoices) else f"STANCESTREAM_{name.upper()}"
         default = field.default.value if isinstance(field.default, Enum) else field.default
+        if field.default_factory is not None:
+            default = "adapters/default" if name == "adapter" else "(computed)"
         rows.append((env, "" if default is None else str(default), field.description or ""))
     return rows

@@ -36,7 +36,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def tiny_settings(tiny_model_dir, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     # infer_batch_size=4: a handful of texts already spans several length-sorted sub-batches.
-    return Settings(base_model=str(tiny_model_dir), dtype="fp32", device="cpu",
+    return Settings(base_model=str(tiny_model_dir), adapter=None, dtype="fp32", device="cpu",
                     cache_dir=tmp_path_factory.mktemp("model-cache"), infer_batch_size=4, max_tokens=64)
 
 

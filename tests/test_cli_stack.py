@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STANCESTREAM_", "KAFKA_", "CLICKHOUSE_"))}
     env |= {"STANCESTREAM_DATA_DIR": str(tmp_path / "var"), "STANCESTREAM_BASE_MODEL": str(tiny_model_dir),
+            "STANCESTREAM_ADAPTER": "none",
             "STANCESTREAM_CACHE_DIR": str(tmp_path / "cache"), "STANCESTREAM_DEVICE": "cpu",
             "STANCESTREAM_DTYPE": "fp32", "STANCESTREAM_BATCH_MAX_WAIT_S": "0.2"}
     return env
