@@ -192,13 +192,22 @@ def label_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+def _unwrap(model):
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return causal_lm, getattr(causal_lm, causal_lm.base_model_prefix)
+
+
 def label_logits(model, input_ids, attention_mask, token_ids: list[int]):
     """Hidden state at the last real position times the four label rows of the output embedding."""
+    _, backbone = _unwrap(model)
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return _logits_at_last_token(model, hidden, attention_mask, token_ids)
+
+
+def _logits_at_last_token(model, hidden, attention_mask, token_ids: list[int]):
     import torch
 
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    backbone = getattr(causal_lm, causal_lm.base_model_prefix)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    causal_lm, _ = _unwrap(model)
     last = attention_mask.sum(dim=1) - 1
     final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     weight = causal_lm.get_output_embeddings().weight[token_ids]
@@ -207,6 +216,55 @@ def label_logits(model, input_ids, attention_mask, token_ids: list[int]):
     if cap:
         logits = torch.tanh(logits / cap) * cap
     return logits
+
+
+# --- training only the top layers -----------------------------------------------------------------------------
+# When LoRA adapts only decoder layers start..N-1, everything below ``start`` is frozen and deterministic: its
+# output can be computed once per tweet and reused every epoch, so an epoch costs only the top layers' forward
+# and backward. These two functions split the backbone's forward at ``start``; a test checks that together they
+# equal the plain forward (they follow Gemma-3's decoder loop in transformers 5.17).
+
+class _StopForward(Exception):
+    pass
+
+
+def hidden_before_layer(model, input_ids, attention_mask, start: int):
+    """The residual stream entering decoder layer ``start`` (the layers below are not run twice)."""
+    _, backbone = _unwrap(model)
+    captured = {}
+
+    def capture(module, args, kwargs):
+        captured["hidden"] = args[0] if args else kwargs["hidden_states"]
+        raise _StopForward
+
+    handle = backbone.layers[start].register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        backbone(input_ids=input_ids, attention_mask=attention_mask)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return captured["hidden"]
+
+
+def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids: list[int]):
+    """``label_logits`` for a batch whose residual stream entering layer ``start`` is already known."""
+    import torch
+    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+    _, backbone = _unwrap(model)
+    config = backbone.config
+    position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": attention_mask,
+                 "past_key_values": None, "position_ids": position_ids}
+    masks = {"full_attention": create_causal_mask(**mask_args),
+             "sliding_attention": create_sliding_window_causal_mask(**mask_args)}
+    rotary = {kind: backbone.rotary_emb(hidden, position_ids, kind) for kind in set(config.layer_types)}
+    for index in range(start, config.num_hidden_layers):
+        kind = config.layer_types[index]
+        hidden = backbone.layers[index](hidden, attention_mask=masks[kind], position_embeddings=rotary[kind],
+                                        position_ids=position_ids)
+    return _logits_at_last_token(model, backbone.norm(hidden), attention_mask, token_ids)
 
 
 def _nf4_config(compute_dtype):

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.classifier import ADAPTER_METADATA, StanceClassifier
+from shared.classifier import (ADAPTER_METADATA, StanceClassifier, hidden_before_layer,
+                               label_logits_from_layer)
 from shared.langid import normalize_lang
 from shared.messages import LABELS, Label
 from shared.metrics import per_language, scores, to_indices
@@ -57,6 +58,7 @@ class TrainConfig:
     warmup_fraction: float = 0.06
     seed: int = 13
     max_tokens: int = 128
+    train_layers: int | None = None  # LoRA on the top N decoder layers only; the rest is computed once, cached
     limit: int | None = None  # train on the first N examples only (smoke tests)
 
 
@@ -124,8 +126,10 @@ def class_weights(examples: list[Example], mode: str) -> np.ndarray:
     return weights / weights.mean()
 
 
-def evaluate(classifier: StanceClassifier, examples: list[Example]) -> tuple[dict, np.ndarray]:
-    probs = classifier.predict_proba([ex.text for ex in examples])
+def evaluate(classifier: StanceClassifier, examples: list[Example], probs: np.ndarray | None = None
+             ) -> tuple[dict, np.ndarray]:
+    if probs is None:
+        probs = classifier.predict_proba([ex.text for ex in examples])
     y_true = to_indices([ex.label for ex in examples])
     y_pred = probs.argmax(axis=1)
     metrics = scores(y_true, y_pred) | {"per_language": per_language([ex.lang for ex in examples], y_true, y_pred)}
@@ -158,9 +162,17 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
         from peft import prepare_model_for_kbit_training
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    targets = "all-linear" if config.target_modules == "all-linear" else ["q_proj", "k_proj", "v_proj", "o_proj"]
+    # The decoder layers' linear modules by name (peft's "all-linear" string cannot be combined with a layer range).
+    linear = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                     if isinstance(module, torch.nn.Linear) and ".layers." in name})
+    targets = linear if config.target_modules == "all-linear" else [m for m in linear if m.endswith(
+        ("q_proj", "k_proj", "v_proj", "o_proj"))]
+    n_layers = model.config.num_hidden_layers
+    start = max(0, n_layers - config.train_layers) if config.train_layers else 0
     lora = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=targets, bias="none")
+                      target_modules=targets, bias="none",
+                      layers_to_transform=list(range(start, n_layers)) if start else None,
+                      layers_pattern="layers" if start else None)
     model = get_peft_model(model, lora)
     classifier.model = model
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -174,6 +186,28 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
     weights = torch.tensor(class_weights(train_set, config.class_weighting), dtype=torch.float32,
                            device=classifier.runtime.device)
     encoded = classifier.encode([ex.text for ex in train_set])
+    dev_encoded = classifier.encode([ex.text for ex in dev_set])
+    if start:  # the frozen layers' output, once per example (see shared/classifier.py)
+        train_inputs = _hidden_cache(classifier, encoded, start, progress)
+        dev_inputs = _hidden_cache(classifier, dev_encoded, start, progress)
+    else:
+        train_inputs, dev_inputs = encoded, dev_encoded
+
+    def batch_logits(inputs: list, idx) -> "torch.Tensor":
+        if start:
+            hidden, mask = _pad_hidden([inputs[i] for i in idx], classifier.runtime.device)
+            return label_logits_from_layer(model, hidden, mask, start, classifier.label_token_ids)
+        ids, mask = classifier.collate([inputs[i] for i in idx])
+        return classifier.label_logits(ids, mask)
+
+    def dev_probs() -> np.ndarray:
+        probs = np.zeros((len(dev_set), len(LABELS)), dtype=np.float32)
+        order = np.argsort([len(s) for s in dev_encoded], kind="stable")
+        with torch.no_grad():
+            for at in range(0, len(order), classifier.batch_size):
+                idx = order[at : at + classifier.batch_size]
+                probs[idx] = torch.softmax(batch_logits(dev_inputs, idx).float(), dim=-1).cpu().numpy()
+        return probs
     targets_idx = to_indices([ex.label for ex in train_set])
 
     out.mkdir(parents=True, exist_ok=True)
@@ -196,7 +230,7 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
 
     def run_eval(step: int) -> bool:
         model.eval()
-        metrics, _ = evaluate(classifier, dev_set)
+        metrics, _ = evaluate(classifier, dev_set, dev_probs())
         model.train()
         entry = {"step": step, "epoch": round(step / steps_per_epoch, 2), "dev_accuracy": metrics["accuracy"],
                  "dev_macro_f1": metrics["macro_f1"], "elapsed_s": round(time.time() - started)}
@@ -218,8 +252,7 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
         step = state["step"]
         epoch, batch_no = divmod(step, steps_per_epoch)
         idx = orders[epoch][batch_no * config.batch_size : (batch_no + 1) * config.batch_size]
-        ids, mask = classifier.collate([encoded[i] for i in idx])
-        logits = classifier.label_logits(ids, mask).float()
+        logits = batch_logits(train_inputs, idx).float()
         labels = torch.as_tensor(targets_idx[idx], device=logits.device)
         loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
         loss.backward()
@@ -259,6 +292,38 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
     }
     (adapter_dir / ADAPTER_METADATA).write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
     return TrainResult(adapter_dir, metadata["dev_metrics"], state["step"], time.time() - started, state["history"])
+
+
+def _hidden_cache(classifier: StanceClassifier, sequences: list[list[int]], start: int, progress: bool) -> list:
+    """Each sequence's residual stream entering layer ``start``, trimmed to its real length."""
+    import torch
+    from tqdm.auto import tqdm
+
+    out: list = [None] * len(sequences)
+    order = np.argsort([len(s) for s in sequences], kind="stable")
+    batch = classifier.batch_size
+    with torch.no_grad(), tqdm(total=len(sequences), desc=f"caching layers <{start}", unit="tweet",
+                               disable=not progress, mininterval=2.0) as bar:
+        for at in range(0, len(order), batch):
+            idx = order[at : at + batch]
+            ids, mask = classifier.collate([sequences[i] for i in idx])
+            hidden = hidden_before_layer(classifier.model, ids, mask, start)
+            for row, i in enumerate(idx):
+                out[i] = hidden[row, : len(sequences[i])].detach().clone()
+            bar.update(len(idx))
+    return out
+
+
+def _pad_hidden(rows: list, device: str):
+    import torch
+
+    width = max(r.shape[0] for r in rows)
+    hidden = torch.zeros((len(rows), width, rows[0].shape[1]), dtype=rows[0].dtype, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        hidden[i, : r.shape[0]] = r
+        mask[i, : r.shape[0]] = 1
+    return hidden, mask
 
 
 def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict, state_dict_fn) -> None:

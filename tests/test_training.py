@@ -82,3 +82,35 @@ def test_train_writes_a_loadable_self_describing_adapter_and_resumes(tmp_path, t
                     version="v-test", resume=True, progress=False)
     assert resumed.steps == 2 * steps_one_epoch
     assert [h["step"] for h in resumed.history][: len(first.history)] == [h["step"] for h in first.history]
+
+
+def test_top_layer_split_equals_the_plain_forward(tiny_classifier):
+    import torch
+
+    from shared.classifier import hidden_before_layer, label_logits_from_layer
+
+    c = tiny_classifier
+    ids, mask = c.collate(c.encode(["refugees welcome here", "great football match tonight team won again"]))
+    with torch.no_grad():
+        full = c.label_logits(ids, mask)
+        for start in range(c.model.config.num_hidden_layers):
+            hidden = hidden_before_layer(c.model, ids, mask, start)
+            assert torch.allclose(label_logits_from_layer(c.model, hidden, mask, start, c.label_token_ids), full,
+                                  atol=1e-5)
+
+
+def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_settings):
+    from safetensors.torch import load_file
+
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=2, learning_rate=5e-3, dev_fraction=0.34,
+                         max_tokens=32, train_layers=1)
+    result = train(tiny_settings, [data], tmp_path / "top", config, progress=False)
+    keys = load_file(result.adapter_dir / "adapter_model.safetensors").keys()
+    assert keys and all(".layers.1." in k for k in keys)
+    # The dev score computed on cached activations is the score of the served adapter.
+    from shared.training import evaluate, stratified_split
+
+    tuned = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
+    _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.seed)
+    assert evaluate(tuned, dev)[0]["macro_f1"] == pytest.approx(result.dev_metrics["macro_f1"])
