@@ -9,7 +9,6 @@ replay and benchmark paths reuse exactly the worker's code.
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -37,7 +36,6 @@ class BatchResult:
     tweets: list[Tweet] = field(default_factory=list)
     classifications: list[Classification] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    classify_s: float = 0.0
 
 
 class Classifier(Protocol):
@@ -100,10 +98,8 @@ class TweetBatchProcessor:
         if not accepted:
             return result
         texts = [tweet.text for tweet, _ in accepted]
-        started = time.perf_counter()
         languages = detect_languages(texts)
         probabilities = self.classifier.predict_proba(texts)
-        result.classify_s = time.perf_counter() - started
         classifier = self.classifier  # one version for the whole batch, even if it is swapped meanwhile
         now = utcnow()
         for (tweet, message), language, probs in zip(accepted, languages, probabilities):

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
 
 import faust
 
@@ -36,14 +34,13 @@ class WorkerStats:
     tweets: int = 0
     dead_letters: int = 0
     failure: BaseException | None = None
-    last_batch_s: float = 0.0
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def faust_app(settings: Settings, app_id: str | None = None) -> faust.App:
+def faust_app(settings: Settings) -> faust.App:
     """A Faust app configured for what works on both Tansu and Kafka (see ENVIRONMENT.md)."""
     return faust.App(
-        app_id or settings.worker_group,
+        settings.worker_group,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         processing_guarantee="at_least_once",
@@ -61,11 +58,7 @@ def faust_app(settings: Settings, app_id: str | None = None) -> faust.App:
 
 
 def build_worker(
-    settings: Settings,
-    processor: TweetBatchProcessor,
-    sink: ClassificationSink,
-    *,
-    on_batch: Callable[[BatchResult], None] | None = None,
+    settings: Settings, processor: TweetBatchProcessor, sink: ClassificationSink
 ) -> tuple[faust.App, WorkerStats]:
     app = faust_app(settings)
     raw = app.topic(physical(Topics.raw, settings), value_serializer="raw", key_serializer="raw")
@@ -105,7 +98,6 @@ def build_worker(
         # through the stream, processed or not. On a no-ack stream there is nothing to restore.
         batches = stream.noack()
         async for events in batches.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
-            started = time.perf_counter()
             messages = [
                 InboundMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
                                e.message.timestamp and int(e.message.timestamp * 1000))
@@ -129,8 +121,5 @@ def build_worker(
             stats.batches += 1
             stats.tweets += len(result.classifications)
             stats.dead_letters += len(result.dead_letters)
-            stats.last_batch_s = time.perf_counter() - started
-            if on_batch:
-                on_batch(result)
 
     return app, stats

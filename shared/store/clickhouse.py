@@ -7,7 +7,6 @@ and writes its address to ``<data_dir>/gateway.json``, so ``stancestream sql`` a
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -139,7 +138,3 @@ def _redact(url: str) -> str:
     if parts.password:
         parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
     return urlunsplit(parts)
-
-
-def to_json(result: QueryResult) -> str:
-    return json.dumps(result.dicts(), default=str, ensure_ascii=False)
