@@ -273,6 +273,10 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
     if adapter_dir.exists():
         shutil.rmtree(adapter_dir)
     shutil.copytree(best_dir, adapter_dir)
+    (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
+    config_path = adapter_dir / "adapter_config.json"  # name the base as configured, not a local cache path
+    peft_config = json.loads(config_path.read_text()) | {"base_model_name_or_path": settings.base_model}
+    config_path.write_text(json.dumps(peft_config, indent=2) + "\n")
     metadata = {
         "version": version or out.name,
         "base_model": settings.base_model,
