@@ -46,6 +46,17 @@ def _count(env: dict[str, str]) -> tuple[int, int]:
     return int(row["c"]), int(row["d"])
 
 
+def _await_counts(env: dict[str, str], expected: tuple[int, int], proc: subprocess.Popen, deadline: float) -> None:
+    """Poll `stancestream sql` (through the running process's gateway) until it shows ``expected``."""
+    counts = (0, 0)
+    while time.monotonic() < deadline and counts != expected:
+        time.sleep(1)
+        assert proc.poll() is None, proc.stdout.read()
+        if (Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json").exists():
+            counts = _count(env)
+    assert counts == expected
+
+
 def test_run_exit_when_done_then_sql_after_stop(tmp_path, tiny_model_dir):
     env = _env(tmp_path, tiny_model_dir)
     feed = _feed(tmp_path / "feed.jsonl", 30, malformed=2)
@@ -67,13 +78,7 @@ def test_sql_while_running_then_ctrl_c_stops_cleanly(tmp_path, tiny_model_dir):
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
-        counts = (0, 0)
-        while time.monotonic() < deadline and counts != (20, 1):
-            time.sleep(1)
-            assert proc.poll() is None, proc.stdout.read()
-            if (Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json").exists():
-                counts = _count(env)  # through the running stack's gateway
-        assert counts == (20, 1)
+        _await_counts(env, (20, 1), proc, deadline)  # through the running stack's gateway
         bad = _cli("sql", "SELECT * FROM no_such_table", env=env)
         assert bad.returncode == 2 and "no_such_table" in bad.stderr
         proc.send_signal(signal.SIGINT)
@@ -133,11 +138,7 @@ def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, 
             time.sleep(0.5)
         feed = _feed(tmp_path / "feed.jsonl", 10, malformed=1)
         asyncio.run(produce_feed(broker.bootstrap, "wproc.tweets.raw", read_feed(str(feed)), FeedReport()))
-        counts = (0, 0)
-        while time.monotonic() < deadline and counts != (10, 1):
-            time.sleep(1)
-            counts = _count(env)
-        assert counts == (10, 1)
+        _await_counts(env, (10, 1), proc, deadline)
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=60)
     finally:
