@@ -33,9 +33,9 @@ async def run(settings: Settings, feed: str | None, rate: float | None, exit_whe
     try:
         with console.status("starting") as status:
             await stack.start(status=lambda m: status.update(m))
-        where = stack.gateway.address if stack.gateway else stack.store.description
+        gateway = f"; `stancestream sql` goes through {stack.gateway.address}" if stack.gateway else ""
         console.print(f"[green]ready[/]: broker {stack.settings.kafka_bootstrap}, ClickHouse {stack.store.description}"
-                      f", adapter {stack.classifier.adapter_version}; queries: `stancestream sql` ({where})")
+                      f", adapter {stack.classifier.adapter_version}{gateway}")
         if feed:
             topic = physical(Topics.raw, stack.settings)
             feeder = asyncio.create_task(
