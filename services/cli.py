@@ -65,6 +65,66 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--adapter", type=Path, metavar="DIR", help="adapter directory (default: STANCESTREAM_ADAPTER)")
     ev.add_argument("--out", required=True, type=Path, metavar="DIR")
 
+    lab = sub.add_parser("labels", help="import human labels and see what is labeled",
+                         description="Labels feed the trainer. `import` publishes a CSV (id, lang, label, text, "
+                                     "as in the paper's datasets; annotator and labeled_at optional) or JSONL file "
+                                     "of Label objects to tweets.labels; the workers store them in the `labels` "
+                                     "table, where the latest label per tweet wins. Invalid rows are dead-lettered "
+                                     "with their reason.", epilog=_EPILOG)
+    lab_sub = lab.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
+    imp = lab_sub.add_parser("import", help="publish a label file (.csv or .jsonl, .gz accepted)")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--wait", type=float, default=60.0, metavar="S",
+                     help="seconds to wait for the workers to store the labels (default 60)")
+    st = lab_sub.add_parser("stats", help="labels per language and label, and how many are new since the active adapter")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+
+    trn = sub.add_parser("trainer", help="the adapter-refresh service: train, gate on the holdout, promote or reject",
+                         description="On its schedule (STANCESTREAM_TRAINER_INTERVAL_S or STANCESTREAM_TRAINER_CRON), "
+                                     "and only if at least STANCESTREAM_TRAINER_MIN_NEW_LABELS labels arrived, train "
+                                     "a candidate adapter on all current labels, score it and the active adapter on "
+                                     "the frozen holdout, and promote it only if it passes the gate "
+                                     "(STANCESTREAM_GATE_*). Every cycle is recorded in `adapter_runs`.",
+                         epilog=_EPILOG)
+    trn.add_argument("--once", action="store_true", help="run one cycle now, print the decision and exit")
+    trn.add_argument("--force", action="store_true", help="with --once: train even if few labels are new")
+
+    ad = sub.add_parser("adapters", help="the adapter registry: list, show, promote, rollback",
+                        description="Versioned adapters (v1, v2, …) and their status. `promote` and `rollback` "
+                                    "switch every running worker between two batches, without a restart.",
+                        epilog=_EPILOG)
+    ad_sub = ad.add_subparsers(dest="adapters_command", required=True, metavar="ACTION")
+    ls = ad_sub.add_parser("list", help="every version with its status and holdout metrics")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    show = ad_sub.add_parser("show", help="one version's record and metadata")
+    show.add_argument("version")
+    pro = ad_sub.add_parser("promote", help="make a version active in every running worker")
+    pro.add_argument("version")
+    pro.add_argument("--reason", default="manual promotion")
+    ad_sub.add_parser("rollback", help="re-activate the version the active one replaced")
+
+    be = sub.add_parser("bench", help="measure throughput, the paper-method baseline, the roofline and end-to-end latency",
+                        description="Classifier-only throughput per precision and batch size on the tweets of a "
+                                    "labeled CSV; the paper's method (llama.cpp, one tweet per call) on the same "
+                                    "tweets and base model; the measured matmul peak and the fraction of it the "
+                                    "classifier achieves; latency from produce to queryable row through the "
+                                    "embedded stack at fixed offered rates. Writes DIR/bench.json, DIR/e2e.png and "
+                                    "the latest-bench section of docs/benchmarks.md.", epilog=_EPILOG)
+    be.add_argument("--out", required=True, type=Path, metavar="DIR")
+    be.add_argument("--data", type=Path, default=Path("../shared/datasets/immigration-tweets/test.csv"), metavar="CSV",
+                    help="tweets to classify (default: the paper's test set beside the checkout)")
+    be.add_argument("--n", type=int, default=400, help="tweets for the classifier measurements (default 400)")
+    be.add_argument("--precisions", default="fp32,bf16,nf4", help="comma-separated (default fp32,bf16,nf4)")
+    be.add_argument("--batch-sizes", default="8,16,32", help="comma-separated (default 8,16,32)")
+    be.add_argument("--slow-n", type=int, default=48,
+                    help="tweets for a precision slower than 3 tweets/s after its first batch size (default 48)")
+    be.add_argument("--baseline-n", type=int, default=150, help="tweets for the llama.cpp baseline (default 150)")
+    be.add_argument("--rates", default="5,10,20,50,max", help="offered rates for end to end (default 5,10,20,50,max)")
+    be.add_argument("--per-rate", type=int, default=150, help="tweets offered per rate (default 150)")
+    be.add_argument("--skip-baseline", action="store_true")
+    be.add_argument("--skip-e2e", action="store_true")
+    be.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+
     sql = sub.add_parser("sql", help="run a query against the configured ClickHouse and print the result",
                          description="Works while `stancestream run` is running (through its query gateway) "
                                      "and after it stopped (opening the embedded store directly).")
@@ -96,10 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         from shared.broker import BrokerError
         from shared.classifier import ClassifierError
         from shared.model_source import ModelSourceError
+        from shared.registry import RegistryError
         from shared.stack import StackError
         from shared.store import StoreError
 
-        if isinstance(exc, (BrokerError, ClassifierError, ModelSourceError, StackError, StoreError,
+        if isinstance(exc, (BrokerError, ClassifierError, ModelSourceError, RegistryError, StackError, StoreError,
                             FileNotFoundError, ValueError)) and not args.verbose:
             print(f"stancestream {args.command}: {exc}", file=sys.stderr)
             return 2
@@ -141,10 +202,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "train":
         from dataclasses import fields
 
-        from shared.training import train
+        from shared.training import read_labeled, train
 
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-        result = train(settings, args.data, args.out, config, version=args.version, resume=args.resume)
+        result = train(settings, read_labeled(args.data), args.out, config, sources=[str(p) for p in args.data],
+                       version=args.version, resume=args.resume)
         dev = result.dev_metrics
         print(f"adapter: {result.adapter_dir}  steps {result.steps}  {result.seconds / 60:.1f} min  "
               f"dev accuracy {dev.get('accuracy', 0):.3f}  macro-F1 {dev.get('macro_f1', 0):.3f}")
@@ -159,6 +221,21 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"{metrics['tweets_per_s']:.1f} tweets/s"
               + (f"   (paper: {paper['accuracy']:.3f} / {paper['macro_f1']:.3f})" if paper else "")
               + f"\nreport: {args.out / 'report.md'}")
+        return 0
+    if args.command == "labels":
+        return _labels(settings, args)
+    if args.command == "trainer":
+        from services.trainer.main import main as trainer_main
+
+        return trainer_main(settings, args.once, args.force)
+    if args.command == "adapters":
+        return _adapters(settings, args)
+    if args.command == "bench":
+        from services.bench.main import run as bench
+
+        bench(settings, args.data, args.out, args.n, args.precisions.split(","),
+              [int(b) for b in args.batch_sizes.split(",")], args.rates.split(","), args.per_rate, args.baseline_n,
+              args.slow_n, args.skip_baseline, args.skip_e2e, not args.no_doc)
         return 0
     if args.command == "sql":
         from shared.store import open_store
@@ -175,6 +252,94 @@ def _dispatch(args: argparse.Namespace) -> int:
         print("\n".join(f"{verb} {m.number:04d}_{m.name}" for m in done) or "nothing to do")
         return 0
     raise AssertionError(args.command)
+
+
+def _labels(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.labels import import_labels, label_stats
+    from shared.registry import AdapterRegistry
+    from shared.store import open_store
+    from shared.store.migrations import migrate
+
+    if args.labels_command == "import":
+        result = import_labels(settings, args.file, wait_s=args.wait)
+        if result.stored is not None:
+            print(f"stored {result.stored} label(s), dead-lettered {result.dead_lettered}, in {result.via}")
+            return 0
+        state = "stored by the workers" if result.ingested else f"not all stored within {args.wait:g} s " \
+                                                                   "(is a worker running?)"
+        print(f"published {result.sent} label(s) to {result.via}: {state}")
+        return 0 if result.ingested else 1
+    store = open_store(settings)
+    migrate(store)
+    active = AdapterRegistry(store, settings.adapters_dir).active()
+    stats = label_stats(store, active.version if active else None, active.created_at if active else None)
+    if args.json:
+        print(json.dumps(stats.as_json(), indent=1))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    from shared.messages import CATEGORIES
+
+    table = Table("lang", *(c.value for c in CATEGORIES), "total")
+    for lang, counts in stats.by_language.items():
+        table.add_row(lang, *(str(counts.get(c.value, 0)) for c in CATEGORIES), str(sum(counts.values())))
+    Console().print(table)
+    print(f"{stats.total} labeled tweet(s); {stats.new_since_active} new since the active adapter "
+          f"{stats.active_version or '(none)'}")
+    return 0
+
+
+def _adapters(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.hotswap import announcer
+    from shared.messages import AdapterAction, AdapterEvent
+    from shared.registry import AdapterRegistry
+    from shared.store import open_store
+    from shared.store.migrations import migrate
+
+    store = open_store(settings)
+    migrate(store)
+    registry = AdapterRegistry(store, settings.adapters_dir)
+    registry.seed(settings.adapter)
+    command = args.adapters_command
+    if command == "list":
+        records = registry.records()
+        if args.json:
+            print(json.dumps([r.as_json() for r in records], indent=1, ensure_ascii=False))
+            return 0
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("version", "status", "parent", "holdout acc", "holdout F1", "dev F1", "updated", "reason")
+        for r in records:
+            holdout, dev = r.metrics.get("holdout", {}), r.metrics.get("dev", {})
+            table.add_row(r.version, r.status.value, r.parent or "", _fmt(holdout.get("accuracy")),
+                          _fmt(holdout.get("macro_f1")), _fmt(dev.get("macro_f1")),
+                          r.updated_at.strftime("%Y-%m-%d %H:%M:%S") if r.updated_at else "", r.reason)
+        Console().print(table)
+        return 0
+    if command == "show":
+        from shared.classifier import read_adapter_metadata
+
+        record = registry.get(args.version)
+        print(json.dumps(record.as_json() | {"metadata": read_adapter_metadata(Path(record.path))}, indent=1,
+                         ensure_ascii=False, default=str))
+        return 0
+    if command == "promote":
+        current, previous = registry.promote(args.version, args.reason)
+        action = AdapterAction.promote
+    else:
+        current, previous = registry.rollback()
+        action = AdapterAction.rollback
+    announcer(settings)(AdapterEvent(version=current.version, path=current.path, action=action,
+                                     previous=previous.version if previous else None, reason=current.reason))
+    print(f"{current.version} is active (was {previous.version if previous else 'none'}); running workers switch "
+          "before their next batch")
+    return 0
+
+
+def _fmt(value) -> str:
+    return "" if value is None else f"{value:.3f}"
 
 
 def _print_result(result, fmt: str) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.messages import LABELS, Label
+from shared.messages import CATEGORIES, Category
 from shared.model_source import model_fingerprint, resolve_base_model
 from shared.settings import Device, Dtype, Quantization, Settings
 
@@ -28,11 +28,11 @@ log = logging.getLogger(__name__)
 PROMPT_PREFIX = "Tweet: "
 # Short on purpose: every prompt token is paid on every tweet (the tweet itself averages ~58 tokens).
 PROMPT_SUFFIX = "\nImmigration stance (pro, anti, neutral or unrelated):"
-VERBALIZERS: dict[Label, str] = {
-    Label.pro: " pro",
-    Label.anti: " anti",
-    Label.neutral: " neutral",
-    Label.unrelated: " unrelated",
+VERBALIZERS: dict[Category, str] = {
+    Category.pro: " pro",
+    Category.anti: " anti",
+    Category.neutral: " neutral",
+    Category.unrelated: " unrelated",
 }
 ADAPTER_METADATA = "stancestream.json"
 BASE_VERSION = "base"
@@ -121,16 +121,48 @@ class StanceClassifier:
         model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
         if runtime.quantization is not Quantization.nf4:
             model.to(runtime.device)
-        adapter = adapter if adapter is not None else settings.adapter
-        version = BASE_VERSION
-        if adapter is not None:
-            model, version = _attach_adapter(model, Path(adapter))
         model.eval()
         model_id = f"{Path(settings.base_model).name}@{model_fingerprint(model_dir)}"
-        log.info("classifier ready: %s adapter=%s on %s/%s/%s", model_id, version, runtime.device,
-                 str(runtime.dtype).removeprefix("torch."), runtime.quantization.value)
-        return cls(model, tokenizer, runtime, max_tokens=settings.max_tokens,
-                   batch_size=settings.infer_batch_size, model_id=model_id, adapter_version=version)
+        classifier = cls(model, tokenizer, runtime, max_tokens=settings.max_tokens,
+                         batch_size=settings.infer_batch_size, model_id=model_id, adapter_version=BASE_VERSION)
+        adapter = adapter if adapter is not None else settings.adapter
+        if adapter is not None:
+            classifier.switch_adapter(Path(adapter))
+        log.info("classifier ready: %s adapter=%s on %s/%s/%s", model_id, classifier.adapter_version,
+                 runtime.device, str(runtime.dtype).removeprefix("torch."), runtime.quantization.value)
+        return classifier
+
+    # -- adapters ------------------------------------------------------------------------------------------
+    def switch_adapter(self, adapter_dir: Path) -> str:
+        """Serve the LoRA adapter in ``adapter_dir`` from the next call on; the base model stays loaded.
+
+        The adapter is checked and loaded beside the current one before anything switches, so a corrupt or
+        incompatible adapter raises ``ClassifierError`` and the current adapter keeps serving. The previous
+        adapter is then unloaded. Call it from the thread that classifies (the worker's model thread), so a
+        batch is never scored half with one adapter and half with another.
+        """
+        from peft import PeftModel
+
+        version = check_adapter(adapter_dir, self.model_id)
+        if version == self.adapter_version:
+            return version
+        previous = self.adapter_version
+        try:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(adapter_dir, adapter_name=version)
+                self.model.set_adapter(version)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=version)
+        except Exception as exc:
+            if isinstance(self.model, PeftModel) and version in self.model.peft_config:
+                self.model.delete_adapter(version)
+            raise ClassifierError(f"adapter {adapter_dir} does not fit the base model: {exc}") from exc
+        if isinstance(self.model, PeftModel) and previous in self.model.peft_config:
+            self.model.delete_adapter(previous)
+        self.model.eval()
+        self.adapter_version = version
+        log.info("adapter %s -> %s (%s)", previous, version, adapter_dir)
+        return version
 
     # -- encoding ------------------------------------------------------------------------------------------
     def _encode(self, text: str) -> list[int]:
@@ -160,14 +192,14 @@ class StanceClassifier:
         return label_logits(self.model, input_ids, attention_mask, self.label_token_ids)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 4) probabilities in ``LABELS`` order; sub-batches are sorted by length to save padding."""
+        """(len(texts), 4) probabilities in ``CATEGORIES`` order; sub-batches are sorted by length to save padding."""
         import torch
 
         if not texts:
-            return np.zeros((0, len(LABELS)), dtype=np.float32)
+            return np.zeros((0, len(CATEGORIES)), dtype=np.float32)
         sequences = self.encode(texts)
         order = np.argsort([len(s) for s in sequences], kind="stable")
-        probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+        probs = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
@@ -176,8 +208,8 @@ class StanceClassifier:
                 probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
         return probs
 
-    def predict(self, texts: list[str]) -> list[Label]:
-        return [LABELS[i] for i in self.predict_proba(texts).argmax(axis=1)]
+    def predict(self, texts: list[str]) -> list[Category]:
+        return [CATEGORIES[i] for i in self.predict_proba(texts).argmax(axis=1)]
 
 
 def label_token_ids(tokenizer) -> list[int]:
@@ -276,14 +308,26 @@ def _nf4_config(compute_dtype):
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype)
 
 
-def _attach_adapter(model, adapter_dir: Path):
-    from peft import PeftModel
-
+def check_adapter(adapter_dir: Path, model_id: str | None = None) -> str:
+    """The adapter's version, after checking it is complete, readable and made for this base model."""
     if not (adapter_dir / "adapter_config.json").exists():
         raise ClassifierError(f"{adapter_dir} is not a LoRA adapter directory (no adapter_config.json)")
-    version = str(read_adapter_metadata(adapter_dir).get("version") or adapter_dir.name)
     try:
-        model = PeftModel.from_pretrained(model, adapter_dir, adapter_name=version)
+        metadata = read_adapter_metadata(adapter_dir)
+        json.loads((adapter_dir / "adapter_config.json").read_text())
+        weights = adapter_dir / "adapter_model.safetensors"
+        from safetensors import safe_open
+
+        with safe_open(weights, framework="pt") as handle:
+            if not list(handle.keys()):
+                raise ValueError("no tensors")
     except Exception as exc:
-        raise ClassifierError(f"adapter {adapter_dir} does not fit the base model: {exc}") from exc
-    return model, version
+        raise ClassifierError(f"adapter {adapter_dir} is unreadable: {exc}") from exc
+    trained_on = metadata.get("base_model_id")
+    # Compare weight fingerprints: the same base may be named differently (packaged name, local path).
+    if model_id and trained_on and trained_on.rsplit("@", 1)[-1] != model_id.rsplit("@", 1)[-1]:
+        raise ClassifierError(f"adapter {adapter_dir} was trained on {trained_on}, but the base model is {model_id}")
+    labels = metadata.get("labels")
+    if labels and labels != [c.value for c in CATEGORIES]:
+        raise ClassifierError(f"adapter {adapter_dir} predicts {labels}, not the four categories")
+    return str(metadata.get("version") or adapter_dir.name)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.classifier import StanceClassifier
-from shared.messages import LABELS, Label
+from shared.messages import CATEGORIES, Category
 from shared.metrics import confusion, expected_calibration_error, per_language, scores, to_indices
 from shared.training import read_labeled
 
@@ -38,7 +38,7 @@ def evaluate_csv(classifier: StanceClassifier, data: Path, out: Path, chunk: int
     with open(data, encoding="utf-8", newline="") as handle:
         paper = [row.get("paper_pred") for row in csv.DictReader(handle) if row["text"].strip()]
     texts = [ex.text for ex in examples]
-    probs = np.zeros((len(texts), len(LABELS)), dtype=np.float32)
+    probs = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
     started = time.perf_counter()
     with tqdm(total=len(texts), desc="evaluating", unit="tweet", disable=not progress, mininterval=1.0) as bar:
         for start in range(0, len(texts), chunk):
@@ -54,12 +54,12 @@ def evaluate_csv(classifier: StanceClassifier, data: Path, out: Path, chunk: int
         "tweets_per_s": len(texts) / seconds,
         "per_language": per_language(langs, y_true, y_pred),
         "confusion": confusion(y_true, y_pred).tolist(),
-        "labels": [label.value for label in LABELS],
+        "labels": [label.value for label in CATEGORIES],
         "adapter_version": classifier.adapter_version,
         "model_id": classifier.model_id,
         "data": str(data),
     }
-    if all(p in {label.value for label in Label} for p in paper):
+    if all(p in {label.value for label in Category} for p in paper):
         y_paper = to_indices(paper)
         metrics["paper"] = scores(y_true, y_paper) | {"per_language": per_language(langs, y_true, y_paper)}
         low, high = bootstrap_difference((y_pred == y_true).astype(float), (y_paper == y_true).astype(float))

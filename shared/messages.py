@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import Enum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
-class Label(str, Enum):
-    """The four classes of the paper, in its order."""
+class Category(str, Enum):
+    """The four classes of the paper, in its order (the paper's "category numbers" 1-4)."""
 
     pro = "pro-immigration"
     anti = "anti-immigration"
@@ -17,7 +17,7 @@ class Label(str, Enum):
     unrelated = "unrelated"
 
 
-LABELS: tuple[Label, ...] = tuple(Label)
+CATEGORIES: tuple[Category, ...] = tuple(Category)
 
 
 class Topic(str, Enum):
@@ -31,11 +31,19 @@ class Stance(str, Enum):
     neutral = "neutral"
 
 
-_STANCE_OF = {Label.pro: Stance.pro, Label.anti: Stance.anti, Label.neutral: Stance.neutral}
+_STANCE_OF = {Category.pro: Stance.pro, Category.anti: Stance.anti, Category.neutral: Stance.neutral}
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def _id_as_string(value: object) -> object:
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Tweet(BaseModel):
@@ -53,15 +61,8 @@ class Tweet(BaseModel):
     country: str | None = Field(None, max_length=64)
     source: str | None = Field(None, max_length=64, description="feed or archive this tweet came from")
 
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_string(cls, value: object) -> object:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
-    @field_validator("created_at")
-    @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    _id_as_string = field_validator("id", mode="before")(_id_as_string)
+    _aware = field_validator("created_at")(_as_utc)
 
 
 class Probabilities(BaseModel):
@@ -81,8 +82,8 @@ class Probabilities(BaseModel):
             raise ValueError(f"probabilities sum to {total:.4f}, not 1")
         return self
 
-    def of(self, label: Label) -> float:
-        return {Label.pro: self.pro, Label.anti: self.anti, Label.neutral: self.neutral}.get(label, self.unrelated)
+    def of(self, label: Category) -> float:
+        return {Category.pro: self.pro, Category.anti: self.anti, Category.neutral: self.neutral}.get(label, self.unrelated)
 
 
 class Classification(BaseModel):
@@ -93,7 +94,7 @@ class Classification(BaseModel):
     lang_confidence: float = Field(ge=0, le=1)
     topic: Topic
     stance: Stance | None = Field(description="none when the tweet is unrelated to immigration")
-    label: Label
+    label: Category
     probabilities: Probabilities
     adapter_version: str = Field(description="adapter that produced this row; `base` for the bare base model")
     model_id: str = Field(description="base model name and weight fingerprint")
@@ -101,13 +102,13 @@ class Classification(BaseModel):
     latency_ms: float = Field(ge=0, description="from the tweet's arrival in Kafka to its classification")
 
     @classmethod
-    def from_label(cls, label: Label, **fields: object) -> "Classification":
-        topic = Topic.unrelated if label is Label.unrelated else Topic.immigration
+    def from_label(cls, label: Category, **fields: object) -> "Classification":
+        topic = Topic.unrelated if label is Category.unrelated else Topic.immigration
         return cls(label=label, topic=topic, stance=_STANCE_OF.get(label), **fields)
 
     @model_validator(mode="after")
     def _consistent(self) -> "Classification":
-        if (self.topic is Topic.unrelated) != (self.stance is None) or (self.label is Label.unrelated) != (
+        if (self.topic is Topic.unrelated) != (self.stance is None) or (self.label is Category.unrelated) != (
             self.topic is Topic.unrelated
         ):
             raise ValueError("topic, stance and label disagree")
@@ -124,10 +125,51 @@ class DeadLetter(BaseModel):
     payload: str = Field(description="the original message value, decoded as UTF-8 with replacement")
     failed_at: datetime = Field(default_factory=utcnow)
 
+    @classmethod
+    def of(cls, message, reason: str) -> "DeadLetter":
+        """The dead letter of an ``InboundMessage`` (anything with value, topic, partition and offset)."""
+        return cls(reason=reason, source_topic=message.topic, partition=message.partition, offset=message.offset,
+                   payload=(message.value or b"").decode("utf-8", errors="replace"))
+
+
+class Label(BaseModel):
+    """A human label for one tweet (topic ``tweets.labels``); the latest ``labeled_at`` per tweet id wins."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    tweet_id: str = Field(min_length=1, max_length=64, validation_alias=AliasChoices("tweet_id", "id"),
+                          json_schema_extra={"type": ["string", "integer"]})
+    text: str = Field(min_length=1, max_length=10_000)
+    lang: str = Field(min_length=2, max_length=16, description="language of the text (ISO 639-1 or the dataset's tag)")
+    label: Category
+    annotator: str = Field("unknown", min_length=1, max_length=64, description="who labeled it (person or tool)")
+    labeled_at: datetime = Field(default_factory=utcnow, description="ISO 8601; naive means UTC")
+
+    _id_as_string = field_validator("tweet_id", mode="before")(_id_as_string)
+    _aware = field_validator("labeled_at")(_as_utc)
+
+
+class AdapterAction(str, Enum):
+    promote = "promote"
+    rollback = "rollback"
+
+
+class AdapterEvent(BaseModel):
+    """The active adapter changed (topic ``adapters.events``): every running worker switches to ``version``."""
+
+    version: str
+    path: str = Field(description="the adapter directory, as seen by the workers (shared volume)")
+    action: AdapterAction
+    previous: str | None = None
+    reason: str = ""
+    at: datetime = Field(default_factory=utcnow)
+
 
 #: Message model of each logical topic: the schema generator and the schema test read this.
 TOPIC_MODELS: dict[str, type[BaseModel]] = {
     "tweets.raw": Tweet,
     "tweets.classified": Classification,
     "tweets.dlq": DeadLetter,
+    "tweets.labels": Label,
+    "adapters.events": AdapterEvent,
 }

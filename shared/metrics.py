@@ -7,18 +7,18 @@ from typing import Sequence
 
 import numpy as np
 
-from shared.messages import LABELS, Label
+from shared.messages import CATEGORIES, Category
 
-_INDEX = {label: i for i, label in enumerate(LABELS)}
-_UNRELATED = _INDEX[Label.unrelated]
+_INDEX = {label: i for i, label in enumerate(CATEGORIES)}
+_UNRELATED = _INDEX[Category.unrelated]
 
 
-def to_indices(labels: Sequence[str | Label]) -> np.ndarray:
-    return np.array([_INDEX[Label(label)] for label in labels], dtype=np.int64)
+def to_indices(labels: Sequence[str | Category]) -> np.ndarray:
+    return np.array([_INDEX[Category(label)] for label in labels], dtype=np.int64)
 
 
 def confusion(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    matrix = np.zeros((len(LABELS), len(LABELS)), dtype=np.int64)
+    matrix = np.zeros((len(CATEGORIES), len(CATEGORIES)), dtype=np.int64)
     np.add.at(matrix, (y_true, y_pred), 1)
     return matrix
 
@@ -51,7 +51,7 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
         "n": int(len(y_true)),
         "accuracy": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
         "macro_f1": float(f1.mean()),
-        "per_class_f1": {label.value: float(v) for label, v in zip(LABELS, f1)},
+        "per_class_f1": {label.value: float(v) for label, v in zip(CATEGORIES, f1)},
         "topic_accuracy": float(((y_true == _UNRELATED) == (y_pred == _UNRELATED)).mean()) if len(y_true) else 0.0,
         "stance_accuracy": float((y_true[related] == y_pred[related]).mean()) if related.any() else 0.0,
     }

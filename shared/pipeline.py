@@ -17,7 +17,7 @@ from typing import Protocol, Sequence
 from pydantic import ValidationError
 
 from shared.langid import detect_languages
-from shared.messages import LABELS, Classification, DeadLetter, Probabilities, Tweet, utcnow
+from shared.messages import CATEGORIES, Classification, DeadLetter, Probabilities, Tweet, utcnow
 
 
 @dataclass(frozen=True)
@@ -67,10 +67,11 @@ def parse_tweet(value: bytes | None) -> Tweet:
     try:
         return Tweet.model_validate(payload)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}" for err in exc.errors()
-        )
-        raise InvalidMessage(f"invalid tweet: {problems}") from exc
+        raise InvalidMessage(f"invalid tweet: {describe_errors(exc)}") from exc
+
+
+def describe_errors(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}" for err in exc.errors())
 
 
 class TweetBatchProcessor:
@@ -86,15 +87,7 @@ class TweetBatchProcessor:
             try:
                 accepted.append((parse_tweet(message.value), message))
             except InvalidMessage as exc:
-                result.dead_letters.append(
-                    DeadLetter(
-                        reason=str(exc),
-                        source_topic=message.topic,
-                        partition=message.partition,
-                        offset=message.offset,
-                        payload=(message.value or b"").decode("utf-8", errors="replace"),
-                    )
-                )
+                result.dead_letters.append(DeadLetter.of(message, str(exc)))
         if not accepted:
             return result
         texts = [tweet.text for tweet, _ in accepted]
@@ -109,11 +102,11 @@ class TweetBatchProcessor:
             result.tweets.append(tweet)
             result.classifications.append(
                 Classification.from_label(
-                    LABELS[int(probs.argmax())],
+                    CATEGORIES[int(probs.argmax())],
                     tweet_id=tweet.id,
                     lang=language.code,
                     lang_confidence=language.confidence,
-                    probabilities=Probabilities(**{label.value: float(p) for label, p in zip(LABELS, probs)}),
+                    probabilities=Probabilities(**{label.value: float(p) for label, p in zip(CATEGORIES, probs)}),
                     adapter_version=classifier.adapter_version,
                     model_id=classifier.model_id,
                     classified_at=now,

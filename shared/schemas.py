@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from shared.messages import TOPIC_MODELS, Tweet
+from shared.messages import TOPIC_MODELS, Label, Tweet
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -14,7 +14,7 @@ def generate() -> dict[str, str]:
     out = {}
     for topic, model in TOPIC_MODELS.items():
         # What a producer may send is the input (validation) shape; what we emit is the serialized shape.
-        mode = "validation" if model is Tweet else "serialization"
+        mode = "validation" if model in (Tweet, Label) else "serialization"
         schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": f"stancestream/{topic}"}
         schema |= model.model_json_schema(mode=mode)
         out[f"{topic}.json"] = json.dumps(schema, indent=2, ensure_ascii=False) + "\n"

@@ -83,6 +83,25 @@ class Settings(BaseSettings):
     infer_batch_size: int = Field(16, ge=1, description="tweets per forward pass (length-sorted)")
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads; unset: torch's default")
 
+    # --- trainer and adapter registry ---------------------------------------------------------------------------
+    registry_dir: Path | None = Field(None, description="versioned adapter directories; unset: <data_dir>/adapters")
+    trainer_interval_s: float = Field(3600, gt=0, description="seconds between trainer cycles (unless a cron is set)")
+    trainer_cron: str | None = Field(None, description="cron expression for trainer cycles, e.g. `0 3 * * *`")
+    trainer_min_new_labels: int = Field(
+        100, ge=0, description="a cycle trains only if at least this many labels arrived since the last one"
+    )
+    trainer_embedded: bool = Field(True, description="`stancestream run` also runs the trainer on its schedule")
+    holdout_fraction: float = Field(
+        0.15, gt=0, lt=1, description="share of labels frozen, on first use, into the gate's holdout"
+    )
+    gate_max_f1_drop: float = Field(
+        0.01, ge=0, description="reject a candidate whose holdout macro-F1 is lower than the active's by more"
+    )
+    gate_max_lang_drop: float = Field(
+        0.05, ge=0, description="reject a candidate if a language's holdout accuracy drops by more than this"
+    )
+    gate_min_lang_n: int = Field(20, ge=1, description="languages with fewer holdout tweets are not gated")
+
     # --- web ------------------------------------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="the embedded store's query gateway binds here")
 
@@ -91,9 +110,23 @@ class Settings(BaseSettings):
     def _no_adapter(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "base") else value
 
+    @field_validator("trainer_cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value:
+            from croniter import croniter
+
+            if not croniter.is_valid(value):
+                raise ValueError(f"not a cron expression: {value!r} (expected 5 fields, e.g. `0 3 * * *`)")
+        return value or None
+
     @property
     def chdb_dir(self) -> Path:
         return self.data_dir / "clickhouse"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.registry_dir or self.data_dir / "adapters"
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

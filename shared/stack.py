@@ -2,7 +2,8 @@
 
 ``Stack`` brings up, in order: the broker (an embedded Tansu when ``KAFKA_BOOTSTRAP`` is unset and the caller
 allows it), ClickHouse (server, or embedded chDB owned by this process and shared through the query gateway),
-the migrations, the topics, the classifier and the Faust worker. ``stop`` takes them down in reverse.
+the migrations, the topics, the adapter watcher, the classifier with the registry's active adapter, the Faust
+worker and, in embedded mode, the trainer's schedule. ``stop`` takes them down in reverse.
 """
 
 from __future__ import annotations
@@ -12,19 +13,23 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from aiokafka import TopicPartition
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from shared.broker import EmbeddedBroker
 from shared.classifier import StanceClassifier
+from shared.hotswap import AdapterWatcher, publish_adapter_event
+from shared.labels import LabelSink
 from shared.messages import utcnow
 from shared.pipeline import TweetBatchProcessor
+from shared.registry import AdapterRegistry
 from shared.settings import Settings
 from shared.store import Store, open_store
 from shared.store.gateway import QueryGateway
 from shared.store.migrations import migrate
 from shared.store.sink import ClickHouseSink
 from shared.streaming import WorkerStats, build_worker
-from shared.topics import Topics, ensure_topics, physical
+from shared.topics import Topics, committed_offsets, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +42,17 @@ class StackError(RuntimeError):
 class Stack:
     settings: Settings
     allow_embedded_broker: bool = True
+    run_trainer: bool = False  # the embedded stack also runs the trainer on its schedule
     classifier: StanceClassifier | None = None  # injected by tests; loaded from settings otherwise
     started_at: datetime = field(default_factory=utcnow)
     broker: EmbeddedBroker | None = None
     store: Store | None = None
     gateway: QueryGateway | None = None
     stats: WorkerStats | None = None
+    registry: AdapterRegistry | None = None
+    watcher: AdapterWatcher | None = None
+    trainer_task: asyncio.Task | None = None
     _app: object = None
-    _admin: object = None
 
     async def start(self, status=lambda message: None) -> "Stack":
         settings = self.settings
@@ -60,21 +68,42 @@ class Stack:
         await asyncio.to_thread(migrate, self.store)
         status("creating topics")
         await ensure_topics(settings)
+        # Pin the adapter-event position before reading the registry: no activation can slip in between.
+        self.watcher = await AdapterWatcher(settings).start()
+        self.registry = AdapterRegistry(self.store, settings.adapters_dir)
+        await asyncio.to_thread(self.registry.seed, settings.adapter)
+        active = await asyncio.to_thread(self.registry.active)
+        adapter = Path(active.path) if active else None
+        model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
         if self.classifier is None:
-            status(f"loading the classifier ({settings.base_model})")
-            self.classifier = await asyncio.to_thread(StanceClassifier.load, settings)
+            status(f"loading the classifier ({settings.base_model}, adapter {active.version if active else 'none'})")
+            self.classifier = await asyncio.get_running_loop().run_in_executor(
+                model_thread, StanceClassifier.load, settings.model_copy(update={"adapter": adapter}))
+        elif adapter is not None:
+            await asyncio.get_running_loop().run_in_executor(model_thread, self.classifier.switch_adapter, adapter)
         status("starting the worker")
-        self._app, self.stats = build_worker(
-            settings, TweetBatchProcessor(self.classifier), ClickHouseSink(self.store)
-        )
+        self._app, self.stats = build_worker(settings, TweetBatchProcessor(self.classifier),
+                                             ClickHouseSink(self.store), LabelSink(self.store), model_thread)
         await self._app.start()
+        self.watcher.follow(self.classifier, model_thread, self.stats)
+        if self.run_trainer and settings.trainer_embedded:
+            from shared.trainer import Trainer, run_schedule
+
+            loop = asyncio.get_running_loop()
+            trainer = Trainer(settings, self.store, self.registry, lambda event: asyncio.run_coroutine_threadsafe(
+                publish_adapter_event(settings, event), loop).result(timeout=30))
+            self.trainer_task = asyncio.create_task(run_schedule(trainer), name="trainer")
         if settings.clickhouse_url is None:  # advertised last: gateway.json also means "the stack is up"
-            self.gateway = QueryGateway(self.store, settings.data_dir, settings.gateway_host).start()
+            self.gateway = QueryGateway(self.store, settings.data_dir, settings.gateway_host,
+                                        settings.kafka_bootstrap).start()
         return self
 
     async def stop(self) -> None:
-        if self._admin is not None:
-            await self._admin.close()
+        if self.trainer_task is not None:
+            self.trainer_task.cancel()
+            await asyncio.gather(self.trainer_task, return_exceptions=True)
+        if self.watcher is not None:
+            await self.watcher.stop()
         if self._app is not None:
             await self._app.stop()
         if self.gateway is not None:
@@ -82,15 +111,6 @@ class Stack:
         if self.broker is not None:
             self.broker.stop()
 
-    async def committed(self, partitions: list[int]) -> dict[int, int]:
-        """The worker group's committed offset of each ``tweets.raw`` partition (0 when none)."""
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        if self._admin is None:
-            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
-            await self._admin.start()
-        topic = physical(Topics.raw, self.settings)
-        offsets = await self._admin.list_consumer_group_offsets(
-            self.settings.worker_group, partitions=[TopicPartition(topic, p) for p in partitions]
-        )
-        return {tp.partition: max(meta.offset, 0) for tp, meta in offsets.items()}
+    async def committed(self, partitions: list[int], topic: Topics = Topics.raw) -> dict[int, int]:
+        """The worker group's committed offset of each partition of ``topic`` (0 when none)."""
+        return await committed_offsets(self.settings, topic, partitions)

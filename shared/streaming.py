@@ -1,4 +1,5 @@
-"""The Faust edge of the worker: consume ``tweets.raw`` in micro-batches, process, write, produce, then ack.
+"""The Faust edge of the worker: consume ``tweets.raw`` (and ``tweets.labels``) in micro-batches, process,
+write, produce, then ack.
 
 Delivery is at-least-once and an offset is committed only after its batch is durable in ClickHouse:
 
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 
 import faust
 
-from shared.pipeline import BatchResult, ClassificationSink, InboundMessage, InvalidRatioGuard, TweetBatchProcessor
+from shared.labels import LabelBatchProcessor, LabelSink
+from shared.pipeline import ClassificationSink, InboundMessage, InvalidRatioGuard, TweetBatchProcessor
 from shared.settings import Settings
 from shared.topics import Topics, physical
 
@@ -33,6 +35,9 @@ class WorkerStats:
     batches: int = 0
     tweets: int = 0
     dead_letters: int = 0
+    labels: int = 0
+    adapter_switches: int = 0
+    adapter_failures: int = 0
     failure: BaseException | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -58,21 +63,26 @@ def faust_app(settings: Settings) -> faust.App:
 
 
 def build_worker(
-    settings: Settings, processor: TweetBatchProcessor, sink: ClassificationSink
+    settings: Settings, processor: TweetBatchProcessor, sink: ClassificationSink, label_sink: LabelSink,
+    model_thread: ThreadPoolExecutor,
 ) -> tuple[faust.App, WorkerStats]:
+    """The worker's Faust app: the ``classify`` agent and the ``labels`` agent. The classifier runs only in
+    ``model_thread``, which also performs adapter switches, so a switch always falls between two batches."""
     app = faust_app(settings)
-    raw = app.topic(physical(Topics.raw, settings), value_serializer="raw", key_serializer="raw")
-    classified = app.topic(physical(Topics.classified, settings), value_serializer="raw", key_serializer="raw")
-    dlq = app.topic(physical(Topics.dlq, settings), value_serializer="raw", key_serializer="raw")
+
+    def topic(name: Topics) -> faust.TopicT:
+        return app.topic(physical(name, settings), value_serializer="raw", key_serializer="raw")
+
+    raw, classified, dlq, labels = topic(Topics.raw), topic(Topics.classified), topic(Topics.dlq), topic(Topics.labels)
     stats = WorkerStats()
     guard = InvalidRatioGuard(settings.dlq_max_invalid_ratio)
-    model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
+    label_processor = LabelBatchProcessor()
 
-    async def write_durably(result: BatchResult) -> None:
+    async def write_durably(write, batch) -> None:
         delay = 0.5
         for attempt in range(settings.sink_retries + 1):
             try:
-                await asyncio.to_thread(sink.write, result)
+                await asyncio.to_thread(write, batch)
                 return
             except Exception as exc:
                 if attempt == settings.sink_retries:
@@ -82,17 +92,16 @@ def build_worker(
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def publish(result: BatchResult) -> None:
+    async def publish(classifications: list, dead_letters: list) -> None:
         deliveries = []
-        for c in result.classifications:
+        for c in classifications:
             deliveries.append(await classified.send(key=c.tweet_id.encode(), value=c.model_dump_json().encode()))
-        for d in result.dead_letters:
+        for d in dead_letters:
             deliveries.append(await dlq.send(key=None, value=d.model_dump_json().encode()))
         await asyncio.gather(*deliveries)
 
-    @app.agent(raw, name="classify")
-    async def classify(stream):
-        loop = asyncio.get_running_loop()
+    async def durable_batches(stream, handle) -> None:
+        """Hand each micro-batch to ``handle``; ack its events only once ``handle`` returned."""
         # ``noack()`` first: ``noack_take`` restores the stream's own ack setting when its generator is closed
         # (on shutdown, or if the loop body raised), after which Faust acks every message still flowing
         # through the stream, processed or not. On a no-ack stream there is nothing to restore.
@@ -104,10 +113,7 @@ def build_worker(
                 for e in events
             ]
             try:
-                result = await loop.run_in_executor(model_thread, processor.classify, messages)
-                guard.check(result)
-                await write_durably(result)
-                await publish(result)
+                await handle(messages)
             except Exception as exc:
                 # Neither raise nor continue: Faust would restart the agent on the *next* batch and, with no
                 # commit yet, commit past this one. Park with the batch unacked until the owner sees
@@ -118,8 +124,30 @@ def build_worker(
                 await asyncio.Event().wait()
             for event in events:  # durable and published: now the offsets may be committed
                 await batches.ack(event)
-            stats.batches += 1
-            stats.tweets += len(result.classifications)
-            stats.dead_letters += len(result.dead_letters)
+
+    async def classify_batch(messages: list[InboundMessage]) -> None:
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(model_thread, processor.classify, messages)
+        guard.check(result)
+        await write_durably(sink.write, result)
+        await publish(result.classifications, result.dead_letters)
+        stats.batches += 1
+        stats.tweets += len(result.classifications)
+        stats.dead_letters += len(result.dead_letters)
+
+    async def ingest_labels(messages: list[InboundMessage]) -> None:
+        batch = label_processor.process(messages)
+        await write_durably(label_sink.write, batch)
+        await publish([], batch.dead_letters)
+        stats.labels += len(batch.labels)
+        stats.dead_letters += len(batch.dead_letters)
+
+    @app.agent(raw, name="classify")
+    async def classify(stream):
+        await durable_batches(stream, classify_batch)
+
+    @app.agent(labels, name="labels")
+    async def label_agent(stream):
+        await durable_batches(stream, ingest_labels)
 
     return app, stats

@@ -19,13 +19,14 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from shared.classifier import (ADAPTER_METADATA, StanceClassifier, hidden_before_layer,
                                label_logits_from_layer)
 from shared.langid import normalize_lang
-from shared.messages import LABELS, Label
+from shared.messages import CATEGORIES, Category
 from shared.metrics import per_language, scores, to_indices
 from shared.settings import Quantization, Settings
 
@@ -36,9 +37,13 @@ log = logging.getLogger(__name__)
 class Example:
     id: str
     lang: str
-    label: Label
+    label: Category
     text: str
     translation_en: str = ""
+
+
+class TrainingCancelled(RuntimeError):
+    pass
 
 
 @dataclass
@@ -82,7 +87,7 @@ def read_labeled(paths: list[Path]) -> list[Example]:
                 raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
             for line, row in enumerate(reader, start=2):
                 try:
-                    label = Label(row["label"].strip())
+                    label = Category(row["label"].strip())
                 except ValueError:
                     raise ValueError(f"{path}:{line}: unknown label {row['label']!r}") from None
                 if row["text"].strip():
@@ -96,7 +101,7 @@ def read_labeled(paths: list[Path]) -> list[Example]:
 def stratified_split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Dev split stratified by (language, label): every stratum keeps its share, at least one example if >= 3."""
     rng = random.Random(seed)
-    strata: dict[tuple[str, Label], list[Example]] = {}
+    strata: dict[tuple[str, Category], list[Example]] = {}
     for ex in examples:
         strata.setdefault((ex.lang, ex.label), []).append(ex)
     train, dev = [], []
@@ -118,10 +123,10 @@ def data_digest(examples: list[Example]) -> str:
 
 
 def class_weights(examples: list[Example], mode: str) -> np.ndarray:
-    counts = np.array([sum(ex.label is label for ex in examples) for label in LABELS], dtype=float)
+    counts = np.array([sum(ex.label is label for ex in examples) for label in CATEGORIES], dtype=float)
     counts = np.maximum(counts, 1)
     if mode == "none":
-        return np.ones(len(LABELS))
+        return np.ones(len(CATEGORIES))
     weights = (counts.sum() / counts) if mode == "balanced" else np.sqrt(counts.sum() / counts)
     return weights / weights.mean()
 
@@ -136,8 +141,13 @@ def evaluate(classifier: StanceClassifier, examples: list[Example], probs: np.nd
     return metrics, probs
 
 
-def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, *, version: str | None = None,
-          resume: bool = False, progress: bool = True) -> TrainResult:
+def train(settings: Settings, examples: list[Example], out: Path, config: TrainConfig, *,
+          sources: list[str] | None = None, version: str | None = None, resume: bool = False,
+          progress: bool = True, should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Train an adapter on ``examples`` (``sources`` names where they came from, for the metadata).
+
+    ``should_stop`` is polled every step; when it turns true, ``TrainingCancelled`` is raised (the last
+    checkpoint stays, so ``resume`` can continue)."""
     import torch
     from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
     from peft.utils import get_peft_model_state_dict
@@ -145,7 +155,6 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
-    examples = read_labeled(data)
     train_set, dev_set = stratified_split(examples, config.dev_fraction, config.seed)
     if config.limit:
         train_set = train_set[: config.limit]
@@ -201,7 +210,7 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
         return classifier.label_logits(ids, mask)
 
     def dev_probs() -> np.ndarray:
-        probs = np.zeros((len(dev_set), len(LABELS)), dtype=np.float32)
+        probs = np.zeros((len(dev_set), len(CATEGORIES)), dtype=np.float32)
         order = np.argsort([len(s) for s in dev_encoded], kind="stable")
         with torch.no_grad():
             for at in range(0, len(order), classifier.batch_size):
@@ -242,13 +251,20 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
         else:
             state["bad_evals"] += 1
         _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict)
-        bar.write(f"step {step}: dev accuracy {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f}"
-                  + (" (best)" if improved else ""))
+        line = (f"step {step}: dev accuracy {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f}"
+                + (" (best)" if improved else ""))
+        if progress:
+            bar.write(line, file=sys.stderr)
+        else:
+            log.info(line)
         return state["bad_evals"] >= config.patience
 
     model.train()
     stop = False
     while state["step"] < total_steps and not stop:
+        if should_stop is not None and should_stop():
+            bar.close()
+            raise TrainingCancelled(f"training stopped at step {state['step']} of {total_steps}")
         step = state["step"]
         epoch, batch_no = divmod(step, steps_per_epoch)
         idx = orders[epoch][batch_no * config.batch_size : (batch_no + 1) * config.batch_size]
@@ -281,9 +297,9 @@ def train(settings: Settings, data: list[Path], out: Path, config: TrainConfig, 
         "version": version or out.name,
         "base_model": settings.base_model,
         "base_model_id": classifier.model_id,
-        "labels": [label.value for label in LABELS],
+        "labels": [label.value for label in CATEGORIES],
         "prompt": "label-word scoring (shared/classifier.py)",
-        "data": {"files": [str(p) for p in data], "sha256_16": data_digest(examples), "examples": len(examples),
+        "data": {"sources": list(sources or []), "sha256_16": data_digest(examples), "examples": len(examples),
                  "train": len(train_set), "dev": len(dev_set)},
         "hyperparameters": asdict(config),
         "dev_metrics": state.get("best_metrics", {}),

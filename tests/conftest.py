@@ -10,7 +10,7 @@ import pytest
 
 from shared.settings import Settings
 
-DATA_TABLES = ("tweets", "classifications", "dead_letters")
+DATA_TABLES = ("tweets", "classifications", "dead_letters", "labels", "holdout", "adapters", "adapter_runs")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -77,3 +77,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
 
     with EmbeddedBroker(log_file=tmp_path_factory.mktemp("broker") / "tansu.log") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_settings, tmp_path_factory: pytest.TempPathFactory):
+    """A LoRA adapter of the tiny model, trained by ``train`` on the tests' own labeled rows."""
+    from labeled import TINY_RECIPE, write_labeled_csv
+    from shared.training import TrainConfig, read_labeled, train
+
+    root = tmp_path_factory.mktemp("tiny-adapter")
+    data = write_labeled_csv(root / "labels.csv", n_per_cell=5)
+    return train(tiny_settings, read_labeled([data]), root / "run", TrainConfig(**TINY_RECIPE), version="v1",
+                 progress=False).adapter_dir

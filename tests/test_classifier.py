@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from shared.classifier import PROMPT_PREFIX, PROMPT_SUFFIX, ClassifierError, StanceClassifier, label_token_ids
-from shared.messages import LABELS
+from shared.messages import CATEGORIES
 from shared.model_source import ModelSourceError, resolve_base_model
 
 WORDS = ("immigration refugees welcome border policy jobs economy football match coffee rain love hate "
@@ -44,7 +44,7 @@ def test_label_words_are_distinct_single_tokens(tiny_classifier):
 
 def test_predict_proba_shape_and_normalisation(tiny_classifier):
     probs = tiny_classifier.predict_proba(TEXTS)
-    assert probs.shape == (len(TEXTS), len(LABELS))
+    assert probs.shape == (len(TEXTS), len(CATEGORIES))
     assert np.isfinite(probs).all() and (probs >= 0).all()
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     # A random model still separates texts: otherwise the equality tests below could not fail.
@@ -54,7 +54,7 @@ def test_predict_proba_shape_and_normalisation(tiny_classifier):
 def test_predict_proba_empty_and_predict(tiny_classifier):
     assert tiny_classifier.predict_proba([]).shape == (0, 4)
     probs = tiny_classifier.predict_proba(TEXTS[:5])
-    assert tiny_classifier.predict(TEXTS[:5]) == [LABELS[i] for i in probs.argmax(axis=1)]
+    assert tiny_classifier.predict(TEXTS[:5]) == [CATEGORIES[i] for i in probs.argmax(axis=1)]
 
 
 def test_batching_does_not_change_probabilities(tiny_classifier):

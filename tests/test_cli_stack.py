@@ -71,8 +71,8 @@ def test_run_exit_when_done_then_sql_after_stop(tmp_path, tiny_model_dir):
     assert sum(int(line.split(",")[1]) for line in csv_out.stdout.splitlines()[1:]) == 30
 
 
-def test_sql_while_running_then_ctrl_c_stops_cleanly(tmp_path, tiny_model_dir):
-    env = _env(tmp_path, tiny_model_dir)
+def test_sql_adapters_and_labels_while_running_then_ctrl_c_stops_cleanly(tmp_path, tiny_model_dir, tiny_adapter):
+    env = _env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
     feed = _feed(tmp_path / "feed.jsonl", 20, malformed=1)
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "20"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -81,6 +81,20 @@ def test_sql_while_running_then_ctrl_c_stops_cleanly(tmp_path, tiny_model_dir):
         _await_counts(env, (20, 1), proc, deadline)  # through the running stack's gateway
         bad = _cli("sql", "SELECT * FROM no_such_table", env=env)
         assert bad.returncode == 2 and "no_such_table" in bad.stderr
+        # The registry and the labels, read through the running stack's gateway.
+        adapters = _cli("adapters", "list", "--json", env=env)
+        assert adapters.returncode == 0, adapters.stderr
+        assert [(a["version"], a["status"]) for a in json.loads(adapters.stdout)] == [("v1", "active")]
+        labels = tmp_path / "labels.csv"
+        labels.write_text("id,lang,label,text\n1,en,neutral,the minister spoke about visas\n"
+                          "2,de,anti-immigration,Grenzen dicht\n3,en,maybe,unknown label\n")
+        imported = _cli("labels", "import", str(labels), env=env)
+        assert imported.returncode == 0 and "published 3 label(s)" in imported.stdout, imported.stderr
+        stats = _cli("labels", "stats", "--json", env=env)
+        assert stats.returncode == 0, stats.stderr
+        assert json.loads(stats.stdout) | {"by_language": None} == {
+            "total": 2, "new_since_active": 2, "active_version": "v1", "by_language": None}
+        assert json.loads(stats.stdout)["by_language"] == {"de": {"anti-immigration": 1}, "en": {"neutral": 1}}
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
     finally:

@@ -38,7 +38,18 @@ def test_docker_compose_config_accepts_the_file():
 
 
 def test_services_exist():
-    assert {"kafka", "clickhouse", "worker"} <= SERVICES.keys()
+    assert {"kafka", "clickhouse", "worker", "trainer"} <= SERVICES.keys()
+
+
+def test_trainer_and_workers_share_the_adapter_registry_and_the_broker():
+    assert SERVICES["trainer"]["command"] == ["trainer"]
+    for service in ("worker", "trainer"):
+        assert env(service)["STANCESTREAM_REGISTRY_DIR"] in volume_targets(service)
+        assert env(service)["KAFKA_BOOTSTRAP"] == "kafka:9092"
+    assert env("worker")["CLICKHOUSE_URL"] == env("trainer")["CLICKHOUSE_URL"]
+    from croniter import croniter
+
+    assert croniter.is_valid(env("trainer")["STANCESTREAM_TRAINER_CRON"])
 
 
 def test_kafka_is_single_node_kraft_with_data_on_its_volume():

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from shared.messages import LABELS, Classification, Label, Probabilities, Stance, Topic, Tweet
+from shared.messages import CATEGORIES, Classification, Category, Probabilities, Stance, Topic, Tweet
 
 PROBS = {"pro-immigration": 0.1, "anti-immigration": 0.2, "neutral": 0.3, "unrelated": 0.4}
 
@@ -60,10 +60,10 @@ def test_empty_text_is_rejected(text):
 @pytest.mark.parametrize(
     ("label", "topic", "stance"),
     [
-        (Label.pro, Topic.immigration, Stance.pro),
-        (Label.anti, Topic.immigration, Stance.anti),
-        (Label.neutral, Topic.immigration, Stance.neutral),
-        (Label.unrelated, Topic.unrelated, None),
+        (Category.pro, Topic.immigration, Stance.pro),
+        (Category.anti, Topic.immigration, Stance.anti),
+        (Category.neutral, Topic.immigration, Stance.neutral),
+        (Category.unrelated, Topic.unrelated, None),
     ],
 )
 def test_from_label_sets_topic_and_stance(label, topic, stance):
@@ -74,10 +74,10 @@ def test_from_label_sets_topic_and_stance(label, topic, stance):
 @pytest.mark.parametrize(
     ("label", "topic", "stance"),
     [
-        (Label.unrelated, Topic.unrelated, Stance.pro),  # unrelated, yet with a stance
-        (Label.pro, Topic.immigration, None),  # about immigration, yet no stance
-        (Label.pro, Topic.unrelated, None),  # a stance label on an unrelated topic
-        (Label.unrelated, Topic.immigration, Stance.neutral),
+        (Category.unrelated, Topic.unrelated, Stance.pro),  # unrelated, yet with a stance
+        (Category.pro, Topic.immigration, None),  # about immigration, yet no stance
+        (Category.pro, Topic.unrelated, None),  # a stance label on an unrelated topic
+        (Category.unrelated, Topic.immigration, Stance.neutral),
     ],
 )
 def test_inconsistent_classification_is_rejected(label, topic, stance):
@@ -100,11 +100,11 @@ def test_probabilities_accept_field_names_and_aliases():
     by_alias = Probabilities(**PROBS)
     by_name = Probabilities(pro=0.1, anti=0.2, neutral=0.3, unrelated=0.4)
     assert by_alias == by_name
-    assert [by_alias.of(label) for label in LABELS] == [0.1, 0.2, 0.3, 0.4]
+    assert [by_alias.of(label) for label in CATEGORIES] == [0.1, 0.2, 0.3, 0.4]
 
 
 def test_classification_json_round_trip_keeps_label_keys():
-    original = Classification.from_label(Label.anti, **classification_fields())
+    original = Classification.from_label(Category.anti, **classification_fields())
     text = original.model_dump_json()
     payload = json.loads(text)
     assert set(payload["probabilities"]) == {"pro-immigration", "anti-immigration", "neutral", "unrelated"}
@@ -115,5 +115,5 @@ def test_classification_json_round_trip_keeps_label_keys():
 
 
 def test_unrelated_classification_serializes_null_stance():
-    payload = json.loads(Classification.from_label(Label.unrelated, **classification_fields()).model_dump_json())
+    payload = json.loads(Classification.from_label(Category.unrelated, **classification_fields()).model_dump_json())
     assert payload["stance"] is None and payload["topic"] == "unrelated"

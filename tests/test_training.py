@@ -2,36 +2,14 @@
 
 from __future__ import annotations
 
-import csv
 import json
 
 import numpy as np
 import pytest
 
+from labeled import CATEGORIES, TEXTS, write_labeled_csv as _write_csv
 from shared.classifier import StanceClassifier
 from shared.training import TrainConfig, read_labeled, stratified_split, train
-
-LABELS = ["pro-immigration", "anti-immigration", "neutral", "unrelated"]
-TEXTS = {
-    "pro-immigration": "refugees welcome here we support asylum rights",
-    "anti-immigration": "close the border deport migrants now",
-    "neutral": "minister said new immigration policy today",
-    "unrelated": "great football match tonight team won",
-}
-
-
-def _write_csv(path, n_per_cell: int = 4, langs=("en", "es", "in")):
-    rows = []
-    for lang in langs:
-        for label in LABELS:
-            for k in range(n_per_cell):
-                rows.append({"id": f"{lang}-{label}-{k}", "lang": lang, "label": label,
-                             "text": f"{TEXTS[label]} {k}", "translation_en": "", "extra": "ignored"})
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def test_read_labeled_normalises_languages_and_rejects_bad_rows(tmp_path):
@@ -63,9 +41,9 @@ def test_train_writes_a_loadable_self_describing_adapter_and_resumes(tmp_path, t
     data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
     config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2,
                          max_tokens=32)
-    first = train(tiny_settings, [data], tmp_path / "run", config, version="v-test", progress=False)
+    first = train(tiny_settings, read_labeled([data]), tmp_path / "run", config, version="v-test", progress=False)
     meta = json.loads((first.adapter_dir / "stancestream.json").read_text())
-    assert meta["version"] == "v-test" and meta["labels"] == LABELS
+    assert meta["version"] == "v-test" and meta["labels"] == CATEGORIES
     assert meta["data"]["examples"] == 60 and meta["data"]["train"] + meta["data"]["dev"] == 60
     assert set(meta["dev_metrics"]) >= {"accuracy", "macro_f1", "per_language"}
     assert meta["hyperparameters"]["lora_rank"] == config.lora_rank
@@ -78,7 +56,7 @@ def test_train_writes_a_loadable_self_describing_adapter_and_resumes(tmp_path, t
     assert not np.allclose(tuned.predict_proba(texts), base.predict_proba(texts), atol=1e-4)
 
     steps_one_epoch = first.steps
-    resumed = train(tiny_settings, [data], tmp_path / "run", TrainConfig(**{**vars(config), "epochs": 2}),
+    resumed = train(tiny_settings, read_labeled([data]), tmp_path / "run", TrainConfig(**{**vars(config), "epochs": 2}),
                     version="v-test", resume=True, progress=False)
     assert resumed.steps == 2 * steps_one_epoch
     assert [h["step"] for h in resumed.history][: len(first.history)] == [h["step"] for h in first.history]
@@ -105,7 +83,7 @@ def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_setti
     data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
     config = TrainConfig(epochs=1, batch_size=8, eval_every=2, learning_rate=5e-3, dev_fraction=0.34,
                          max_tokens=32, train_layers=1)
-    result = train(tiny_settings, [data], tmp_path / "top", config, progress=False)
+    result = train(tiny_settings, read_labeled([data]), tmp_path / "top", config, progress=False)
     keys = load_file(result.adapter_dir / "adapter_model.safetensors").keys()
     assert keys and all(".layers.1." in k for k in keys)
     # The dev score computed on cached activations is the score of the served adapter.

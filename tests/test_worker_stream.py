@@ -4,73 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from shared.feed import FeedReport, FeedRecord, produce_feed
 from shared.messages import Classification, DeadLetter
-from shared.settings import Settings
 from shared.stack import Stack
 from shared.topics import Topics, physical
-
-
-def _settings(broker, store_dir, **overrides) -> Settings:
-    tag = uuid.uuid4().hex[:8]
-    return Settings(kafka_bootstrap=broker.bootstrap, data_dir=store_dir, topic_prefix=f"t{tag}.",
-                    worker_group=f"g{tag}", partitions=2, batch_size=8, batch_max_wait_s=0.2, **overrides)
-
-
-def _tweets(n: int, prefix: str = "w") -> list[FeedRecord]:
-    texts = ["Los migrantes llegan a la frontera", "Great football match tonight", "Refugees welcome here"]
-    return [
-        FeedRecord(f"{prefix}{i}".encode(), json.dumps(
-            {"id": f"{prefix}{i}", "text": f"{texts[i % 3]} {i}", "created_at": "2026-11-01T10:00:00Z"}).encode())
-        for i in range(n)
-    ]
-
-
-async def _wait_committed(stack: Stack, report: FeedReport, timeout: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        committed = await stack.committed(list(report.end_offsets))
-        if all(committed.get(p, 0) >= end for p, end in report.end_offsets.items()):
-            return
-        assert stack.stats.failure is None, stack.stats.failure
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"offsets not committed in {timeout}s: {committed} < {report.end_offsets}")
-
-
-async def _read_topic(settings: Settings, topic: Topics, n: int, timeout: float = 20) -> list[bytes]:
-    consumer = AIOKafkaConsumer(physical(topic, settings), bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(values) < n and asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            values += [record.value for records in batches.values() for record in records]
-    finally:
-        await consumer.stop()
-    return values
+from streams import read_topic, stream_settings, tweets, wait_committed
 
 
 def test_stream_classifies_writes_and_dead_letters(broker, clean_store, store_dir, tiny_classifier):
-    settings = _settings(broker, store_dir)
+    settings = stream_settings(broker, store_dir)
     invalid = [b"not json", json.dumps({"id": "x1", "created_at": "2026-11-01T00:00:00Z"}).encode(),
                json.dumps(["an", "array"]).encode()]
 
     async def scenario():
         stack = await Stack(settings, classifier=tiny_classifier).start()
         try:
-            records = _tweets(40) + [FeedRecord(None, value) for value in invalid]
+            records = tweets(40) + [FeedRecord(None, value) for value in invalid]
             report = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings), iter(records),
                                         FeedReport())
-            await _wait_committed(stack, report)
-            classified = await _read_topic(settings, Topics.classified, 40)
-            dead = await _read_topic(settings, Topics.dlq, 3)
+            await wait_committed(stack, report)
+            classified = await read_topic(settings, Topics.classified, 40)
+            dead = await read_topic(settings, Topics.dlq, 3)
         finally:
             await stack.stop()
         return classified, dead
@@ -93,7 +50,7 @@ def test_stream_classifies_writes_and_dead_letters(broker, clean_store, store_di
 
 def test_failed_insert_is_not_committed_and_is_redelivered(broker, clean_store, store_dir, tiny_classifier):
     """A ClickHouse write that fails (a real error: the table is gone) must leave the batch uncommitted."""
-    settings = _settings(broker, store_dir, sink_retries=1)
+    settings = stream_settings(broker, store_dir, sink_retries=1)
 
     async def scenario():
         clean_store.command("RENAME TABLE classifications TO classifications_away")
@@ -101,7 +58,7 @@ def test_failed_insert_is_not_committed_and_is_redelivered(broker, clean_store, 
             stack = await Stack(settings, classifier=tiny_classifier).start()
             try:
                 report = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings),
-                                            iter(_tweets(20, "f")), FeedReport())
+                                            iter(tweets(20, "f")), FeedReport())
                 await asyncio.wait_for(stack.stats.stopped.wait(), timeout=60)
                 await asyncio.sleep(2.5)  # longer than the commit interval: a wrongly acked batch would commit
                 committed = await stack.committed(list(report.end_offsets))
@@ -115,7 +72,7 @@ def test_failed_insert_is_not_committed_and_is_redelivered(broker, clean_store, 
 
         restarted = await Stack(settings, classifier=tiny_classifier).start()  # same group: resumes
         try:
-            await _wait_committed(restarted, report)
+            await wait_committed(restarted, report)
         finally:
             await restarted.stop()
 

@@ -26,7 +26,7 @@ async def run(settings: Settings, feed: str | None, rate: float | None, exit_whe
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    stack = Stack(settings)
+    stack = Stack(settings, run_trainer=True)
     report = FeedReport(done=feed is None)
     feeder: asyncio.Task | None = None
     exit_code = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.messages import utcnow
+from shared.messages import DeadLetter, utcnow
 from shared.pipeline import BatchResult
 from shared.store.clickhouse import Store
 
@@ -39,8 +39,9 @@ class ClickHouseSink:
             ],
             CLASSIFICATION_COLUMNS,
         )
-        self.store.insert(
-            "dead_letters",
-            [(d.source_topic, d.partition, d.offset, d.reason, d.payload, d.failed_at) for d in result.dead_letters],
-            DEAD_LETTER_COLUMNS,
-        )
+        write_dead_letters(self.store, result.dead_letters)
+
+
+def write_dead_letters(store: Store, dead_letters: list[DeadLetter]) -> None:
+    store.insert("dead_letters", [(d.source_topic, d.partition, d.offset, d.reason, d.payload, d.failed_at)
+                                  for d in dead_letters], DEAD_LETTER_COLUMNS)

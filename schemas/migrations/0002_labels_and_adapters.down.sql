@@ -1,0 +1,4 @@
+DROP TABLE IF EXISTS adapter_runs;
+DROP TABLE IF EXISTS adapters;
+DROP TABLE IF EXISTS holdout;
+DROP TABLE IF EXISTS labels;

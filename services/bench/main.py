@@ -1,0 +1,196 @@
+"""``stancestream bench``: classifier throughput per precision and batch size, the paper's method as baseline,
+the roofline, and end-to-end latency at fixed offered rates. Writes DIR/bench.json, DIR/e2e.png and the
+"Latest bench" section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from shared.classifier import StanceClassifier
+from shared.metrics import scores, to_indices
+from shared.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+DOC = REPO / "docs" / "benchmarks.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def read_tweets(path: Path, n: int) -> tuple[list[str], list[str]]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))[:n]
+    if not rows:
+        raise ValueError(f"{path} has no rows")
+    return [r["text"] for r in rows], [r["label"] for r in rows]
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        flags = []
+    isa = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "python": platform.python_version()}
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for package in ("torch", "transformers", "peft", "bitsandbytes", "faust-streaming", "aiokafka", "chdb",
+                    "clickhouse-connect", "llama_cpp_python"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str], batch_sizes: list[int],
+        rates: list[str], per_rate: int, baseline_n: int, slow_n: int, skip_baseline: bool, skip_e2e: bool,
+        update_doc: bool) -> dict:
+    import torch
+
+    from services.bench.baseline import BaselineUnavailable, run_baseline
+    from services.bench.e2e import run_e2e
+    from services.bench.roofline import flops_per_tweet, matmul_peak
+    from services.bench.throughput import measure, precision_table
+
+    out.mkdir(parents=True, exist_ok=True)
+    log = print
+    texts, gold = read_tweets(data, n)
+    threads = settings.torch_threads or torch.get_num_threads()
+    report: dict = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+                    "versions": versions(), "data": str(data), "n": len(texts), "threads": threads}
+    log(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {threads} torch threads")
+
+    log("(a) the served classifier (default runtime, shipped adapter)")
+    served = StanceClassifier.load(settings)
+    default = measure(served, texts, settings.infer_batch_size)
+    predictions = served.predict_proba(texts).argmax(axis=1)
+    report["classifier"] = default | {
+        "precision": str(served.runtime.dtype).removeprefix("torch.").replace("float32", "fp32").replace(
+            "bfloat16", "bf16") + ("+nf4" if served.runtime.quantization.value == "nf4" else ""),
+        "adapter": served.adapter_version, "accuracy": round(scores(to_indices(gold), predictions)["accuracy"], 4)}
+    report["tweets_per_s"] = default["tweets_per_s"]
+    log(f"  served: {default['tweets_per_s']:.2f} tweets/s, {default['tokens_per_s']:.0f} tokens/s, "
+        f"accuracy {report['classifier']['accuracy']:.3f} on these {len(texts)} tweets")
+
+    log("(c) roofline")
+    dtype_name = report["classifier"]["precision"].split("+")[0]
+    peak = matmul_peak(dtype_name)
+    per_tweet = flops_per_tweet(served.model.config, [len(s) for s in served.encode(texts)])
+    achieved = per_tweet * default["tweets_per_s"] / 1e9
+    report["roofline"] = {"peak_gflops": peak["gflops"], "peak": peak, "gflops_per_tweet": round(per_tweet / 1e9, 3),
+                          "achieved_gflops": round(achieved, 1)}
+    report["roofline_fraction"] = round(achieved / peak["gflops"], 3)
+    log(f"  {dtype_name} matmul peak {peak['gflops']:.0f} GFLOP/s; {per_tweet / 1e9:.2f} GFLOP per tweet → "
+        f"{achieved:.0f} GFLOP/s achieved = {report['roofline_fraction']:.0%} of peak")
+    del served
+
+    log("(a) precisions × batch sizes")
+    report["precisions"] = precision_table(settings, texts, precisions, batch_sizes, slow_n, log)
+
+    log("(b) baseline: the paper's method through llama.cpp")
+    if skip_baseline:
+        report["baseline"] = {"skipped": True}
+    else:
+        try:
+            base = run_baseline(texts[:baseline_n], threads, log)
+            answered = [p for p in base["predictions"] if p is not None]
+            base["accuracy"] = round(sum(p == g for p, g in zip(base["predictions"], gold)) / base["n"], 4)
+            base["answered"] = len(answered)
+            base["predictions"] = None  # not kept: the counts say what matters
+            report["baseline"] = base
+            report["baseline_tweets_per_s"] = base["tweets_per_s"]
+            report["ratio"] = round(report["tweets_per_s"] / base["tweets_per_s"], 2)
+            log(f"  baseline {base['tweets_per_s']:.2f} tweets/s ({base['prompt_tokens_per_tweet']:.0f} prompt "
+                f"tokens/tweet), accuracy {base['accuracy']:.3f}; ours/baseline = {report['ratio']:.1f}×")
+        except BaselineUnavailable as exc:
+            report["baseline"] = {"skipped": True, "reason": str(exc)}
+            log(f"  skipped: {exc}")
+
+    log("(d) end to end")
+    if skip_e2e:
+        report["e2e"] = []
+    else:
+        e2e_settings = settings.model_copy(update={"data_dir": out / "e2e-var", "kafka_bootstrap": None,
+                                                   "clickhouse_url": None, "trainer_embedded": False})
+        report["e2e"] = asyncio.run(run_e2e(e2e_settings, texts, rates, per_rate, log))
+        _plot_e2e(report["e2e"], out / "e2e.png")
+
+    (out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    if update_doc:
+        update_benchmarks_doc(report, out)
+    log(f"wrote {out / 'bench.json'}")
+    return report
+
+
+def _plot_e2e(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [str(r["offered"]) for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key in ("p50_s", "p95_s", "p99_s"):
+        left.plot(labels, [r[key] for r in rows], marker="o", label=key.removesuffix("_s"))
+    left.set_xlabel("offered rate (tweets/s)")
+    left.set_ylabel("produce → queryable latency (s)")
+    left.set_yscale("log")
+    left.legend()
+    left.grid(alpha=0.3)
+    right.bar(labels, [r["throughput"] for r in rows], color="#4477aa")
+    right.set_xlabel("offered rate (tweets/s)")
+    right.set_ylabel("sustained throughput (tweets/s)")
+    right.grid(alpha=0.3, axis="y")
+    fig.suptitle("End to end: Kafka → worker → ClickHouse")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def render_markdown(report: dict) -> str:
+    m = report["machine"]
+    lines = [f"Run {report['created_at']} on {m['cpu']} ({m['cores']} cores, {', '.join(m['isa']) or 'no AVX2'}), "
+             f"{report['threads']} torch threads, {report['n']} tweets of `{Path(report['data']).name}`.", ""]
+    c = report["classifier"]
+    lines += [f"- **Served classifier** ({c['precision']}, adapter {c['adapter']}, batch {c['batch_size']}): "
+              f"**{c['tweets_per_s']:.2f} tweets/s**, {c['tokens_per_s']:.0f} tokens/s, "
+              f"{c['tokens_per_tweet']:.0f} tokens/tweet, accuracy {c['accuracy']:.3f}."]
+    b = report.get("baseline", {})
+    if not b.get("skipped"):
+        lines += [f"- **Baseline** (paper's method, llama.cpp, {b['model']}, one tweet per call, 3 tokens): "
+                  f"{b['tweets_per_s']:.2f} tweets/s ({b['prompt_tokens_per_tweet']:.0f} prompt tokens/tweet, "
+                  f"{b['prompt_tokens_per_s']:.0f} prompt tokens/s) on {b['n']} tweets, accuracy {b['accuracy']:.3f}. "
+                  f"**Ratio ours/baseline: {report['ratio']:.1f}×.**"]
+    r = report["roofline"]
+    lines += [f"- **Roofline:** {r['gflops_per_tweet']:.2f} GFLOP per tweet × {c['tweets_per_s']:.2f} tweets/s = "
+              f"{r['achieved_gflops']:.0f} GFLOP/s of a measured {r['peak']['dtype']} matmul peak of "
+              f"{r['peak_gflops']:.0f} GFLOP/s: **{report['roofline_fraction']:.0%}**.", "",
+              "| precision | batch | tweets/s | tokens/s | n |", "|---|---|---|---|---|"]
+    lines += [f"| {p['precision']} | {p['batch_size']} | {p['tweets_per_s']:.2f} | {p['tokens_per_s']:.0f} | {p['n']} |"
+              for p in report["precisions"]]
+    if report["e2e"]:
+        lines += ["", "| offered (tweets/s) | sustained | p50 (s) | p95 (s) | p99 (s) | n |", "|---|---|---|---|---|---|"]
+        lines += [f"| {e['offered']} | {e['throughput']:.2f} | {e['p50_s']:.2f} | {e['p95_s']:.2f} | {e['p99_s']:.2f} "
+                  f"| {e['n']} |" for e in report["e2e"]]
+    return "\n".join(lines)
+
+
+def update_benchmarks_doc(report: dict, out: Path) -> None:
+    section = f"{START}\n{render_markdown(report)}\n{END}"
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        text = text[: text.index(START)] + section + text[text.index(END) + len(END):]
+    else:
+        text += f"\n## Latest bench (`stancestream bench`)\n\n{section}\n"
+    DOC.write_text(text)

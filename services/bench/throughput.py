@@ -1,0 +1,47 @@
+"""(a) Classifier-only throughput: the same tweets through each precision and batch size."""
+
+from __future__ import annotations
+
+import gc
+import time
+
+from shared.classifier import StanceClassifier
+from shared.settings import Device, Dtype, Quantization, Settings
+
+PRECISIONS = {  # name -> settings overrides (model_copy does not validate: enums, not strings)
+    "fp32": {"dtype": Dtype.fp32, "quantization": Quantization.none},
+    "bf16": {"dtype": Dtype.bf16, "quantization": Quantization.none},
+    "nf4": {"dtype": Dtype.fp32, "quantization": Quantization.nf4},  # bitsandbytes 4-bit weights, fp32 compute
+}
+
+
+def measure(classifier: StanceClassifier, texts: list[str], batch_size: int) -> dict:
+    """Tweets/s and tokens/s of ``predict_proba`` over ``texts`` (after one warm-up batch)."""
+    classifier.batch_size = batch_size
+    tokens = sum(len(s) for s in classifier.encode(texts))
+    classifier.predict_proba(texts[:batch_size])
+    started = time.perf_counter()
+    classifier.predict_proba(texts)
+    seconds = time.perf_counter() - started
+    return {"batch_size": batch_size, "n": len(texts), "seconds": round(seconds, 3),
+            "tweets_per_s": round(len(texts) / seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
+            "tokens_per_tweet": round(tokens / len(texts), 1)}
+
+
+def precision_table(settings: Settings, texts: list[str], precisions: list[str], batch_sizes: list[int],
+                    slow_n: int, log) -> list[dict]:
+    """One row per (precision, batch size). Precisions slower than 3 tweets/s here get ``slow_n`` tweets."""
+    rows = []
+    for name in precisions:
+        classifier = StanceClassifier.load(settings.model_copy(update=PRECISIONS[name] | {"device": Device.cpu}))
+        sample = texts
+        for batch_size in batch_sizes:
+            row = {"precision": name, "device": classifier.runtime.device} | measure(classifier, sample, batch_size)
+            rows.append(row)
+            log(f"  {name:>5} batch {batch_size:>3}: {row['tweets_per_s']:6.2f} tweets/s "
+                f"{row['tokens_per_s']:7.0f} tokens/s (n={row['n']})")
+            if row["tweets_per_s"] < 3 and len(sample) > slow_n:
+                sample = texts[:slow_n]
+        del classifier
+        gc.collect()
+    return rows

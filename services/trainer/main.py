@@ -1,0 +1,52 @@
+"""``stancestream trainer``: the adapter-refresh service (one cycle with ``--once``, else on its schedule)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from shared.hotswap import announcer
+from shared.registry import AdapterRegistry
+from shared.settings import Settings
+from shared.store import open_store
+from shared.store.migrations import migrate
+from shared.trainer import Trainer, run_schedule
+
+log = logging.getLogger("stancestream.trainer")
+
+
+def build_trainer(settings: Settings, progress: bool) -> Trainer:
+    store = open_store(settings)
+    migrate(store)
+    registry = AdapterRegistry(store, settings.adapters_dir)
+    registry.seed(settings.adapter)
+    return Trainer(settings, store, registry, announcer(settings), progress=progress)
+
+
+def once(settings: Settings, force: bool) -> int:
+    report = build_trainer(settings, progress=True).run_cycle(force=force)
+    print(report.line())
+    return 1 if report.decision == "failed" else 0
+
+
+async def _serve(settings: Settings) -> int:
+    trainer = build_trainer(settings, progress=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    schedule = asyncio.create_task(run_schedule(trainer))
+    log.warning("trainer running: %s, at least %d new labels per cycle",
+                f"cron {settings.trainer_cron}" if settings.trainer_cron else f"every {settings.trainer_interval_s:g} s",
+                settings.trainer_min_new_labels)
+    await stop.wait()
+    schedule.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await schedule
+    return 0
+
+
+def main(settings: Settings, run_once: bool, force: bool) -> int:
+    return once(settings, force) if run_once else asyncio.run(_serve(settings))

@@ -1,0 +1,101 @@
+"""Hot-swapping adapters in running workers through the ``adapters.events`` topic.
+
+Every worker must see every event, so the watcher reads the one-partition topic without a consumer group.
+Its position is pinned to the end *before* the worker reads the active version from the registry: an event
+published in between is still seen, and one published before is already reflected in the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from shared.classifier import ClassifierError, StanceClassifier
+from shared.messages import AdapterEvent
+from shared.settings import Settings
+from shared.topics import Topics, physical
+
+log = logging.getLogger(__name__)
+
+
+class AdapterWatcher:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._consumer = None
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> "AdapterWatcher":
+        """Connect and pin the position at the topic's current end."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                          enable_auto_commit=False)
+        await self._consumer.start()
+        partition = TopicPartition(physical(Topics.adapter_events, self.settings), 0)
+        self._consumer.assign([partition])
+        await self._consumer.seek_to_end(partition)
+        await self._consumer.position(partition)
+        return self
+
+    def follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats) -> None:
+        """From now on, switch ``classifier`` to each announced version, in ``model_thread``."""
+        self._task = asyncio.create_task(self._follow(classifier, model_thread, stats), name="adapter-watcher")
+
+    async def _follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats) -> None:
+        loop = asyncio.get_running_loop()
+        async for record in self._consumer:
+            try:
+                event = AdapterEvent.model_validate_json(record.value)
+            except ValidationError as exc:
+                log.error("ignoring a malformed adapter event at offset %d: %s", record.offset, exc)
+                continue
+            try:
+                await loop.run_in_executor(model_thread, classifier.switch_adapter, Path(event.path))
+                stats.adapter_switches += 1
+                log.warning("now serving adapter %s (%s)", classifier.adapter_version, event.action.value)
+            except ClassifierError as exc:
+                stats.adapter_failures += 1
+                log.error("refused adapter %s, still serving %s: %s", event.version, classifier.adapter_version, exc)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+
+async def publish_adapter_event(settings: Settings, event: AdapterEvent) -> None:
+    """Announce an activation to every running worker; returns once the broker has it."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(physical(Topics.adapter_events, settings), event.model_dump_json().encode(),
+                                     key=event.version.encode())
+    finally:
+        await producer.stop()
+
+
+def announcer(settings: Settings):
+    """A blocking ``announce(event)`` for processes outside the stack (the trainer, ``adapters promote``).
+
+    It publishes to ``KAFKA_BOOTSTRAP`` or to the broker of the stack running on this data directory; with
+    neither, no worker is running and there is nobody to tell: a worker reads the registry when it starts.
+    """
+    from shared.store.gateway import advertised_stack
+
+    def announce(event: AdapterEvent) -> None:
+        stack = advertised_stack(settings.data_dir)
+        bootstrap = settings.kafka_bootstrap or (stack or {}).get("kafka_bootstrap")
+        if bootstrap is None:
+            log.warning("no broker configured or running: workers will load %s when they start", event.version)
+            return
+        asyncio.run(publish_adapter_event(settings.model_copy(update={"kafka_bootstrap": bootstrap}), event))
+
+    return announce

@@ -1,0 +1,203 @@
+"""Human labels: files → ``tweets.labels`` → the ClickHouse ``labels`` table, where the latest label per tweet wins.
+
+Validation happens in one place, ``LabelBatchProcessor``, on the consuming side: an import publishes every row
+as it is, and a bad one lands in the dead-letter topic and table with its reason instead of vanishing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from pydantic import ValidationError
+
+from shared.feed import FeedRecord, _format_of, _key_of_json, _open_text
+from shared.messages import DeadLetter, Label, utcnow
+from shared.pipeline import InboundMessage, InvalidMessage, describe_errors
+from shared.store.clickhouse import Store
+
+LABEL_COLUMNS = ("tweet_id", "text", "lang", "label", "annotator", "labeled_at", "ingested_at")
+_CSV_FIELDS = {"id": "tweet_id", "tweet_id": "tweet_id", "text": "text", "lang": "lang", "label": "label",
+               "annotator": "annotator", "labeled_at": "labeled_at"}
+
+
+def read_label_file(path: str) -> Iterator[FeedRecord]:
+    """Label records of a CSV (columns id, lang, label, text as in the paper's datasets; annotator and
+    labeled_at optional) or JSONL file (``Label`` objects), plain or .gz, keyed by tweet id."""
+    handle = _open_text(path)
+    try:
+        if _format_of(path) == "jsonl":
+            for line in handle:
+                if line.strip():
+                    yield FeedRecord(_key_of_json(line) or _key_of_label(line), line.strip().encode())
+            return
+        annotator = f"import:{Path(path).name}"
+        for row in csv.DictReader(handle):
+            label = {_CSV_FIELDS[k]: v for k, v in row.items() if k in _CSV_FIELDS and v not in (None, "")}
+            label.setdefault("annotator", annotator)
+            yield FeedRecord(str(label.get("tweet_id", "")).encode() or None,
+                             json.dumps(label, ensure_ascii=False).encode())
+    finally:
+        handle.close()
+
+
+def _key_of_label(line: str) -> bytes | None:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    tweet_id = value.get("tweet_id") if isinstance(value, dict) else None
+    return str(tweet_id).encode() if isinstance(tweet_id, (str, int)) and tweet_id != "" else None
+
+
+def parse_label(value: bytes | None) -> Label:
+    if value is None:
+        raise InvalidMessage("empty message (null value)")
+    try:
+        payload = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidMessage(f"not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise InvalidMessage(f"expected a JSON object, got {type(payload).__name__}")
+    try:
+        return Label.model_validate(payload)
+    except ValidationError as exc:
+        raise InvalidMessage(f"invalid label: {describe_errors(exc)}") from exc
+
+
+@dataclass
+class LabelBatch:
+    labels: list[Label] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class LabelBatchProcessor:
+    def process(self, messages: Sequence[InboundMessage]) -> LabelBatch:
+        batch = LabelBatch()
+        for message in messages:
+            try:
+                batch.labels.append(parse_label(message.value))
+            except InvalidMessage as exc:
+                batch.dead_letters.append(DeadLetter.of(message, str(exc)))
+        return batch
+
+
+class LabelSink:
+    """Writes labels (and refused label messages) to ClickHouse; a redelivery replaces, never duplicates."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def write(self, batch: LabelBatch) -> None:
+        from shared.store.sink import write_dead_letters
+
+        now = utcnow()
+        self.store.insert("labels", [(lb.tweet_id, lb.text, lb.lang, lb.label.value, lb.annotator, lb.labeled_at, now)
+                                     for lb in batch.labels], LABEL_COLUMNS)
+        write_dead_letters(self.store, batch.dead_letters)
+
+
+def load_labels(store: Store, exclude_holdout: bool = False) -> list[Label]:
+    """The current label of every labeled tweet."""
+    where = "WHERE tweet_id NOT IN (SELECT tweet_id FROM holdout)" if exclude_holdout else ""
+    rows = store.query(f"SELECT tweet_id, text, lang, label, annotator, labeled_at FROM labels FINAL {where} "
+                       "ORDER BY tweet_id").rows
+    return [Label(tweet_id=r[0], text=r[1], lang=r[2], label=r[3], annotator=r[4], labeled_at=r[5]) for r in rows]
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    total: int
+    new_since_active: int
+    active_version: str | None
+    by_language: dict[str, dict[str, int]]  # lang -> label -> count
+
+    def as_json(self) -> dict:
+        return {"total": self.total, "new_since_active": self.new_since_active,
+                "active_version": self.active_version, "by_language": self.by_language}
+
+
+def label_stats(store: Store, active_version: str | None, active_since: datetime | None) -> LabelStats:
+    """Counts per language and label, and how many labels arrived after the active adapter was created."""
+    by_language: dict[str, dict[str, int]] = {}
+    for lang, label, n in store.query(
+        "SELECT lang, toString(label), count() FROM labels FINAL GROUP BY lang, label ORDER BY lang, label"
+    ).rows:
+        by_language.setdefault(lang, {})[label] = int(n)
+    total = sum(sum(v.values()) for v in by_language.values())
+    if active_since is None:
+        new = total
+    else:
+        new = int(store.query("SELECT count() FROM labels FINAL WHERE ingested_at > {since:DateTime64(3, 'UTC')}",
+                              {"since": active_since}).scalar() or 0)
+    return LabelStats(total, new, active_version, by_language)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    sent: int
+    stored: int | None  # known when written directly
+    dead_lettered: int | None
+    via: str
+    ingested: bool
+
+
+def import_labels(settings, path: str, wait_s: float = 60.0) -> ImportResult:
+    """Publish a label file to ``tweets.labels`` and wait (up to ``wait_s``) for the workers to store it.
+
+    With no broker configured and no stack running there is no consumer either: the rows then go straight into
+    the embedded store through the same validation (``LabelBatchProcessor``), refused ones to ``dead_letters``.
+    """
+    import asyncio
+
+    from shared.feed import FeedReport, produce_feed
+    from shared.store import open_store
+    from shared.store.gateway import advertised_stack
+    from shared.store.migrations import migrate
+    from shared.topics import Topics, physical
+
+    next(iter(read_label_file(path)), None)  # fail early on a missing or unreadable file
+    stack = advertised_stack(settings.data_dir) if settings.kafka_bootstrap is None else None
+    bootstrap = settings.kafka_bootstrap or (stack or {}).get("kafka_bootstrap")
+    if bootstrap is not None:
+        settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
+        topic = physical(Topics.labels, settings)
+        report = asyncio.run(produce_feed(bootstrap, topic, read_label_file(path), FeedReport()))
+        ingested = asyncio.run(_wait_ingested(settings, report.end_offsets, wait_s))
+        return ImportResult(report.sent, None, None, f"{topic} on {bootstrap}", ingested)
+
+    store = open_store(settings)
+    migrate(store)
+    processor, sink = LabelBatchProcessor(), LabelSink(store)
+    sent = stored = refused = 0
+    chunk: list[InboundMessage] = []
+    for offset, record in enumerate(read_label_file(path)):
+        chunk.append(InboundMessage(record.value, f"file:{Path(path).name}", 0, offset))
+        if len(chunk) == 1000:
+            batch = processor.process(chunk)
+            sink.write(batch)
+            sent, stored, refused = sent + len(chunk), stored + len(batch.labels), refused + len(batch.dead_letters)
+            chunk = []
+    batch = processor.process(chunk)
+    sink.write(batch)
+    sent, stored, refused = sent + len(chunk), stored + len(batch.labels), refused + len(batch.dead_letters)
+    return ImportResult(sent, stored, refused, f"{store.description} (no broker running)", True)
+
+
+async def _wait_ingested(settings, end_offsets: dict[int, int], wait_s: float) -> bool:
+    import asyncio
+
+    from shared.topics import Topics, committed_offsets
+
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        committed = await committed_offsets(settings, Topics.labels, list(end_offsets))
+        if all(committed.get(p, 0) >= end for p, end in end_offsets.items()):
+            return True
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.5)
