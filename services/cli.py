@@ -261,7 +261,8 @@ def _labels(settings: Settings, args: argparse.Namespace) -> int:
     from shared.store.migrations import migrate
 
     if args.labels_command == "import":
-        result = import_labels(settings, args.file, wait_s=args.wait)
+        result = import_labels(settings, args.file, wait_s=args.wait,
+                               warn=lambda message: print(f"warning: {message}", file=sys.stderr))
         if result.stored is not None:
             print(f"stored {result.stored} label(s), dead-lettered {result.dead_lettered}, in {result.via}")
             return 0

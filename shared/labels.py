@@ -25,24 +25,48 @@ _CSV_FIELDS = {"id": "tweet_id", "tweet_id": "tweet_id", "text": "text", "lang":
                "annotator": "annotator", "labeled_at": "labeled_at"}
 
 
-def read_label_file(path: str) -> Iterator[FeedRecord]:
+def read_label_file(path: str, warn=None) -> Iterator[FeedRecord]:
     """Label records of a CSV (columns id, lang, label, text as in the paper's datasets; annotator and
-    labeled_at optional) or JSONL file (``Label`` objects), plain or .gz, keyed by tweet id."""
-    handle = _open_text(path)
-    try:
-        if _format_of(path) == "jsonl":
+    labeled_at optional) or JSONL file (``Label`` objects), plain or .gz, keyed by tweet id.
+
+    A CSV id shared by rows with different texts cannot identify a tweet (spreadsheets turn long ids into
+    ``1.59E+18``): such rows are keyed by a hash of their text instead, and ``warn`` is told how many.
+    """
+    if _format_of(path) == "jsonl":
+        handle = _open_text(path)
+        try:
             for line in handle:
                 if line.strip():
                     yield FeedRecord(_key_of_json(line) or _key_of_label(line), line.strip().encode())
-            return
-        annotator = f"import:{Path(path).name}"
+        finally:
+            handle.close()
+        return
+    with _open_text(path) as handle:
+        texts_of: dict[str, set[str]] = {}
+        for row in csv.DictReader(handle):
+            texts_of.setdefault(row.get("id") or "", set()).add(row.get("text") or "")
+    ambiguous = {i for i, texts in texts_of.items() if len(texts) > 1}
+    rekeyed = 0
+    annotator = f"import:{Path(path).name}"
+    with _open_text(path) as handle:
         for row in csv.DictReader(handle):
             label = {_CSV_FIELDS[k]: v for k, v in row.items() if k in _CSV_FIELDS and v not in (None, "")}
+            if label.get("tweet_id", "") in ambiguous:
+                label["tweet_id"] = text_key(row.get("text") or "")
+                rekeyed += 1
             label.setdefault("annotator", annotator)
             yield FeedRecord(str(label.get("tweet_id", "")).encode() or None,
                              json.dumps(label, ensure_ascii=False).encode())
-    finally:
-        handle.close()
+    if rekeyed and warn is not None:
+        warn(f"{path}: {rekeyed} rows share their id with rows of another text ({len(ambiguous)} such ids, e.g. "
+             f"{sorted(ambiguous)[0]!r}); they are keyed by a hash of their text instead")
+
+
+def text_key(text: str) -> str:
+    """A stable tweet id for a text without a usable id."""
+    import hashlib
+
+    return "text-" + hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:16]
 
 
 def _key_of_label(line: str) -> bytes | None:
@@ -146,7 +170,7 @@ class ImportResult:
     ingested: bool
 
 
-def import_labels(settings, path: str, wait_s: float = 60.0) -> ImportResult:
+def import_labels(settings, path: str, wait_s: float = 60.0, warn=None) -> ImportResult:
     """Publish a label file to ``tweets.labels`` and wait (up to ``wait_s``) for the workers to store it.
 
     With no broker configured and no stack running there is no consumer either: the rows then go straight into
@@ -166,7 +190,7 @@ def import_labels(settings, path: str, wait_s: float = 60.0) -> ImportResult:
     if bootstrap is not None:
         settings = settings.model_copy(update={"kafka_bootstrap": bootstrap})
         topic = physical(Topics.labels, settings)
-        report = asyncio.run(produce_feed(bootstrap, topic, read_label_file(path), FeedReport()))
+        report = asyncio.run(produce_feed(bootstrap, topic, read_label_file(path, warn), FeedReport()))
         ingested = asyncio.run(_wait_ingested(settings, report.end_offsets, wait_s))
         return ImportResult(report.sent, None, None, f"{topic} on {bootstrap}", ingested)
 
@@ -175,7 +199,7 @@ def import_labels(settings, path: str, wait_s: float = 60.0) -> ImportResult:
     processor, sink = LabelBatchProcessor(), LabelSink(store)
     sent = stored = refused = 0
     chunk: list[InboundMessage] = []
-    for offset, record in enumerate(read_label_file(path)):
+    for offset, record in enumerate(read_label_file(path, warn)):
         chunk.append(InboundMessage(record.value, f"file:{Path(path).name}", 0, offset))
         if len(chunk) == 1000:
             batch = processor.process(chunk)

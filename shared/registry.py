@@ -95,8 +95,10 @@ class AdapterRegistry:
         version = check_adapter(adapter_dir)
         metadata = read_adapter_metadata(adapter_dir)
         target = self._install(adapter_dir, version)
+        trained_at = _utc(metadata["created_at"].rstrip("Z")) if metadata.get("created_at") else None
         return self._write(version, None, target, AdapterStatus.active, None,
-                           {"dev": metadata.get("dev_metrics", {})}, "seeded from the configured adapter")
+                           {"dev": metadata.get("dev_metrics", {})}, "seeded from the configured adapter",
+                           created_at=trained_at)
 
     def add_candidate(self, adapter_dir: Path, version: str, parent: str | None, metrics: dict) -> AdapterRecord:
         target = self._install(adapter_dir, version)

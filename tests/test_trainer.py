@@ -269,3 +269,16 @@ def test_trainer_once_cli_gates_and_promotes_then_adapters_list(tmp_path, tiny_m
     assert listed[1]["metrics"]["holdout"]["n"] > 0
     again = _cli("trainer", "--once", env=env)  # no new labels since: skipped, printed
     assert again.returncode == 0 and "skipped: 0 new label(s)" in again.stdout
+
+
+def test_labels_import_keys_rows_with_a_shared_mangled_id_by_their_text(clean_store, store_dir, tiny_settings, tmp_path):
+    settings = tiny_settings.model_copy(update={"data_dir": store_dir, "registry_dir": tmp_path / "registry"})
+    path = tmp_path / "mangled.csv"  # what a spreadsheet does to 19-digit ids
+    path.write_text("id,lang,label,text\n1.59E+18,en,neutral,first tweet\n1.59E+18,es,anti-immigration,segundo\n"
+                    "7,en,pro-immigration,a tweet with its own id\n7,en,neutral,a tweet with its own id\n")
+    warnings: list[str] = []
+    result = import_labels(settings, str(path), warn=warnings.append)
+    assert result.stored == 4 and len(warnings) == 1 and "2 rows share their id" in warnings[0]
+    rows = clean_store.query("SELECT tweet_id, label FROM labels FINAL ORDER BY tweet_id").rows
+    assert len(rows) == 3  # two texts kept apart; the same id and text relabeled: the later row wins
+    assert ("7", "neutral") in rows and all(r[0].startswith("text-") for r in rows if r[0] != "7")
