@@ -90,7 +90,7 @@ class StanceClassifier:
     """Scores tweets into the four labels. Not thread-safe: the worker calls it from one executor thread."""
 
     def __init__(self, model, tokenizer, runtime: Runtime, *, max_tokens: int, batch_size: int,
-                 model_id: str, adapter_version: str):
+                 model_id: str, adapter_version: str, merge_adapters: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.runtime = runtime
@@ -98,6 +98,7 @@ class StanceClassifier:
         self.batch_size = batch_size
         self.model_id = model_id
         self.adapter_version = adapter_version
+        self.merge_adapters = merge_adapters
         self._prefix_ids = self._encode(PROMPT_PREFIX)
         self._suffix_ids = self._encode(PROMPT_SUFFIX)
         bos = tokenizer.bos_token_id
@@ -124,7 +125,8 @@ class StanceClassifier:
         model.eval()
         model_id = f"{Path(settings.base_model).name}@{model_fingerprint(model_dir)}"
         classifier = cls(model, tokenizer, runtime, max_tokens=settings.max_tokens,
-                         batch_size=settings.infer_batch_size, model_id=model_id, adapter_version=BASE_VERSION)
+                         batch_size=settings.infer_batch_size, model_id=model_id, adapter_version=BASE_VERSION,
+                         merge_adapters=settings.merge_adapter)
         adapter = adapter if adapter is not None else settings.adapter
         if adapter is not None:
             classifier.switch_adapter(Path(adapter))
@@ -147,6 +149,7 @@ class StanceClassifier:
         if version == self.adapter_version:
             return version
         previous = self.adapter_version
+        merged = self._unmerge()
         try:
             if isinstance(self.model, PeftModel):
                 self.model.load_adapter(adapter_dir, adapter_name=version)
@@ -156,13 +159,32 @@ class StanceClassifier:
         except Exception as exc:
             if isinstance(self.model, PeftModel) and version in self.model.peft_config:
                 self.model.delete_adapter(version)
+                if previous in self.model.peft_config:
+                    self.model.set_adapter(previous)
+            if merged:
+                self._merge()
             raise ClassifierError(f"adapter {adapter_dir} does not fit the base model: {exc}") from exc
         if isinstance(self.model, PeftModel) and previous in self.model.peft_config:
             self.model.delete_adapter(previous)
         self.model.eval()
         self.adapter_version = version
+        self._merge()
         log.info("adapter %s -> %s (%s)", previous, version, adapter_dir)
         return version
+
+    def _merge(self) -> None:
+        """Fold the active adapter into the base weights: serving then costs no LoRA matmuls (measured in
+        docs/benchmarks.md). Not on 4-bit weights, where merging would re-quantize them."""
+        if self.merge_adapters and self.runtime.quantization is not Quantization.nf4 and hasattr(self.model, "merge_adapter"):
+            self.model.merge_adapter()
+
+    def _unmerge(self) -> bool:
+        """Restore the base weights before another adapter is loaded; True if they were merged."""
+        layer = next((m for m in self.model.modules() if hasattr(m, "merged") and hasattr(m, "unmerge")), None)
+        if layer is None or not layer.merged:
+            return False
+        self.model.unmerge_adapter()
+        return True
 
     # -- encoding ------------------------------------------------------------------------------------------
     def _encode(self, text: str) -> list[int]:

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     device: Device = Field(Device.auto, description="cpu or cuda")
     max_tokens: int = Field(128, ge=16, description="tweets are truncated to this many tokens")
     infer_batch_size: int = Field(16, ge=1, description="tweets per forward pass (length-sorted)")
+    merge_adapter: bool = Field(
+        True, description="fold the served LoRA adapter into the base weights (faster; unmerged on hot-swap)"
+    )
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads; unset: torch's default")
 
     # --- trainer and adapter registry ---------------------------------------------------------------------------

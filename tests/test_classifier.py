@@ -157,3 +157,21 @@ def test_missing_gguf_file_raises(tmp_path):
 
 def test_local_model_dir_resolves_to_itself(tiny_model_dir, tmp_path):
     assert resolve_base_model(str(tiny_model_dir), tmp_path) == Path(tiny_model_dir)
+
+
+def test_merged_adapter_serves_the_same_probabilities_and_unmerges_cleanly(tiny_settings, tiny_adapter, tmp_path):
+    import shutil
+
+    texts = ["refugees welcome here", "close the border now", "great match tonight", "the minister spoke"]
+    merged = StanceClassifier.load(tiny_settings, adapter=tiny_adapter)
+    plain = StanceClassifier.load(tiny_settings.model_copy(update={"merge_adapter": False}), adapter=tiny_adapter)
+    assert merged.model.base_model.model.model.layers[0].self_attn.q_proj.merged
+    np.testing.assert_allclose(merged.predict_proba(texts), plain.predict_proba(texts), atol=1e-5)
+    # Swapping unmerges first: after v1 → v2 → v1 the weights, and the outputs, are what they were.
+    other = tmp_path / "v2"
+    shutil.copytree(tiny_adapter, other)
+    (other / "stancestream.json").write_text((tiny_adapter / "stancestream.json").read_text().replace('"v1"', '"v2"'))
+    before = merged.predict_proba(texts)
+    merged.switch_adapter(other)
+    merged.switch_adapter(tiny_adapter)
+    np.testing.assert_allclose(merged.predict_proba(texts), before, atol=1e-5)
