@@ -130,6 +130,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "and after it stopped (opening the embedded store directly).")
     sql.add_argument("query", help='e.g. "SELECT lang, count() FROM classifications FINAL GROUP BY lang"')
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="a query parameter, used in the SQL as {NAME:Type} (repeatable; see docs/queries.md)")
 
     mig = sub.add_parser("migrate", help="apply (or roll back) the ClickHouse migrations")
     mig.add_argument("--rollback-to", type=int, metavar="N", help="revert migrations numbered above N")
@@ -240,7 +242,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "sql":
         from shared.store import open_store
 
-        _print_result(open_store(settings).query(args.query), args.format)
+        params = {}
+        for item in args.param:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise ValueError(f"--param wants NAME=VALUE, got {item!r}")
+            params[name] = value
+        _print_result(open_store(settings).query(args.query, params), args.format)
         return 0
     if args.command == "migrate":
         from shared.store import open_store

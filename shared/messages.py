@@ -100,6 +100,7 @@ class Classification(BaseModel):
     model_id: str = Field(description="base model name and weight fingerprint")
     classified_at: datetime
     latency_ms: float = Field(ge=0, description="from the tweet's arrival in Kafka to its classification")
+    replay_run: str = Field("", description="the replay run that produced this row; empty for the live stream")
 
     @classmethod
     def from_label(cls, label: Category, **fields: object) -> "Classification":

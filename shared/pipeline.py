@@ -77,8 +77,9 @@ def describe_errors(exc: ValidationError) -> str:
 class TweetBatchProcessor:
     """Validates, language-tags and classifies a micro-batch in one model call."""
 
-    def __init__(self, classifier: Classifier):
+    def __init__(self, classifier: Classifier, replay_run: str = ""):
         self.classifier = classifier
+        self.replay_run = replay_run  # set by replays: their rows are tagged with the run id
 
     def classify(self, messages: Sequence[InboundMessage]) -> BatchResult:
         result = BatchResult()
@@ -111,6 +112,7 @@ class TweetBatchProcessor:
                     model_id=classifier.model_id,
                     classified_at=now,
                     latency_ms=max(0.0, (now - arrived).total_seconds() * 1000),
+                    replay_run=self.replay_run,
                 )
             )
         return result

@@ -10,7 +10,8 @@ import pytest
 
 from shared.settings import Settings
 
-DATA_TABLES = ("tweets", "classifications", "dead_letters", "labels", "holdout", "adapters", "adapter_runs")
+DATA_TABLES = ("tweets", "classifications", "classifications_hourly", "dead_letters", "labels", "holdout", "adapters",
+               "adapter_runs", "replay_runs")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

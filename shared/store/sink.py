@@ -9,7 +9,7 @@ from shared.store.clickhouse import Store
 TWEET_COLUMNS = ("id", "text", "created_at", "platform_lang", "author_id", "country", "source", "ingested_at")
 CLASSIFICATION_COLUMNS = (
     "tweet_id", "adapter_version", "model_id", "lang", "lang_confidence", "topic", "stance", "label",
-    "p_pro", "p_anti", "p_neutral", "p_unrelated", "tweet_created_at", "classified_at", "latency_ms",
+    "p_pro", "p_anti", "p_neutral", "p_unrelated", "tweet_created_at", "classified_at", "latency_ms", "replay_run",
 )
 DEAD_LETTER_COLUMNS = ("source_topic", "partition", "offset", "reason", "payload", "failed_at")
 
@@ -34,7 +34,7 @@ class ClickHouseSink:
                 (c.tweet_id, c.adapter_version, c.model_id, c.lang, c.lang_confidence, c.topic.value,
                  c.stance.value if c.stance else None, c.label.value, c.probabilities.pro, c.probabilities.anti,
                  c.probabilities.neutral, c.probabilities.unrelated, created[c.tweet_id], c.classified_at,
-                 c.latency_ms)
+                 c.latency_ms, c.replay_run)
                 for c in result.classifications
             ],
             CLASSIFICATION_COLUMNS,
