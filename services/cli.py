@@ -103,6 +103,24 @@ def _parser() -> argparse.ArgumentParser:
     pro.add_argument("--reason", default="manual promotion")
     ad_sub.add_parser("rollback", help="re-activate the version the active one replaced")
 
+    rp = sub.add_parser("replay", help="re-classify archived tweets with a chosen adapter, beside the live stream",
+                        description="Re-feed archived tweets — from the ClickHouse `tweets` archive or from JSONL/CSV "
+                                    "files (.gz accepted, e.g. one per hour) — through the worker's batch code with "
+                                    "the chosen adapter (default: the active one). Rows are stored per adapter "
+                                    "version and tagged with the run id; the live stream's topic, order and offsets "
+                                    "are never touched. `stancestream replay status` lists runs; an interrupted run "
+                                    "continues with --resume RUN.", epilog=_EPILOG)
+    rp.add_argument("action", nargs="?", choices=("status",), help="list replay runs instead of starting one")
+    rp.add_argument("--since", type=_timestamp, metavar="T", help="posted at or after T (ISO 8601, e.g. 2025-01-01)")
+    rp.add_argument("--until", type=_timestamp, metavar="T", help="posted before T")
+    rp.add_argument("--lang", action="append", default=[], metavar="XX", help="only these detected languages (repeatable)")
+    rp.add_argument("--adapter", metavar="vN|DIR", help="registry version or adapter directory (default: the active one)")
+    rp.add_argument("--from-file", action="append", default=[], metavar="FILE",
+                    help="archive file instead of the ClickHouse archive (repeatable, globs expanded by the shell)")
+    rp.add_argument("--rate", type=float, metavar="N", help="at most N tweets per second (default: as fast as possible)")
+    rp.add_argument("--resume", metavar="RUN", help="continue an interrupted run with its original parameters")
+    rp.add_argument("--json", action="store_true", help="with status: machine-readable output")
+
     be = sub.add_parser("bench", help="measure throughput, the paper-method baseline, the roofline and end-to-end latency",
                         description="Classifier-only throughput per precision and batch size on the tweets of a "
                                     "labeled CSV; the paper's method (llama.cpp, one tweet per call) on the same "
@@ -232,6 +250,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return trainer_main(settings, args.once, args.force)
     if args.command == "adapters":
         return _adapters(settings, args)
+    if args.command == "replay":
+        return _replay(settings, args)
     if args.command == "bench":
         from services.bench.main import run as bench
 
@@ -344,6 +364,58 @@ def _adapters(settings: Settings, args: argparse.Namespace) -> int:
                                      previous=previous.version if previous else None, reason=current.reason))
     print(f"{current.version} is active (was {previous.version if previous else 'none'}); running workers switch "
           "before their next batch")
+    return 0
+
+
+def _timestamp(text: str):
+    from datetime import datetime, timezone
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2025-01-01 or 2025-01-01T12:00Z)")
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from shared.classifier import StanceClassifier
+    from shared.registry import AdapterRegistry
+    from shared.replay import ReplayPlan, replay_runs, resolve_adapter, run_replay
+    from shared.store import open_store
+    from shared.store.migrations import migrate
+
+    store = open_store(settings)
+    migrate(store)
+    if args.action == "status":
+        runs = replay_runs(store)
+        if args.json:
+            print(json.dumps(runs, default=str, indent=1))
+            return 0
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("run", "adapter", "source", "window", "langs", "done", "status", "message")
+        for r in runs:
+            window = f"{r['since'] or '…'} → {r['until'] or '…'}"
+            table.add_row(r["run_id"], r["adapter_version"], r["source"], window, ",".join(r["langs"]),
+                          f"{r['done']}/{r['total']}", r["status"], r["message"])
+        Console().print(table)
+        return 0
+    registry = AdapterRegistry(store, settings.adapters_dir)
+    registry.seed(settings.adapter)
+    if args.resume:
+        plan = ReplayPlan.load(store, args.resume)
+    else:
+        for path in args.from_file:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"archive file not found: {path}")
+        version, path = resolve_adapter(registry, args.adapter)
+        plan = ReplayPlan.new(version, str(path), args.from_file, args.since, args.until, args.lang)
+    classifier = StanceClassifier.load(settings.model_copy(update={"adapter": Path(plan.adapter_path)}))
+    print(f"replay {plan.run_id}: adapter {plan.adapter_version}, source {plan.source}", file=sys.stderr)
+    result = run_replay(store, classifier, plan, batch_size=settings.batch_size, rate=args.rate)
+    print(f"{plan.run_id}: {result.done}/{result.total} tweets classified with {plan.adapter_version}; compare "
+          f"versions with docs/queries.md Q3 (--param run={plan.run_id})")
     return 0
 
 

@@ -12,13 +12,13 @@ import json
 import re
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 
 from shared.classifier import ADAPTER_METADATA, BASE_VERSION, check_adapter, read_adapter_metadata
 from shared.messages import utcnow
-from shared.store.clickhouse import Store
+from shared.store.clickhouse import Store, as_utc_datetime
 
 _VERSION = re.compile(r"^v(\d+)$")
 COLUMNS = ("version", "parent", "path", "status", "replaced", "metrics", "reason", "created_at", "updated_at")
@@ -66,8 +66,8 @@ class AdapterRegistry:
         )
         return [
             AdapterRecord(r["version"], r["parent"], r["path"], AdapterStatus(r["status"]), r["replaced"],
-                          json.loads(r["metrics"] or "{}"), r["reason"], _utc(r["created_at"]),
-                          _utc(r["updated_at"]))
+                          json.loads(r["metrics"] or "{}"), r["reason"], as_utc_datetime(r["created_at"]),
+                          as_utc_datetime(r["updated_at"]))
             for r in result.dicts()
         ]
 
@@ -95,7 +95,7 @@ class AdapterRegistry:
         version = check_adapter(adapter_dir)
         metadata = read_adapter_metadata(adapter_dir)
         target = self._install(adapter_dir, version)
-        trained_at = _utc(metadata["created_at"].rstrip("Z")) if metadata.get("created_at") else None
+        trained_at = as_utc_datetime(metadata["created_at"].rstrip("Z")) if metadata.get("created_at") else None
         return self._write(version, None, target, AdapterStatus.active, None,
                            {"dev": metadata.get("dev_metrics", {})}, "seeded from the configured adapter",
                            created_at=trained_at)
@@ -161,21 +161,10 @@ class AdapterRegistry:
                metrics: dict, reason: str, created_at: datetime | None = None) -> AdapterRecord:
         now = utcnow()
         # ReplacingMergeTree keeps the row with the greatest updated_at: make every change strictly later.
-        latest = _utc(self.store.query("SELECT max(updated_at) FROM adapters").scalar())
+        latest = as_utc_datetime(self.store.query("SELECT max(updated_at) FROM adapters").scalar())
         if latest is not None and now <= latest:
             now = latest + timedelta(milliseconds=1)
         record = AdapterRecord(version, parent, str(path), status, replaced, metrics, reason, created_at or now, now)
         self.store.insert("adapters", [(version, parent, str(path), status.value, replaced,
                                         json.dumps(metrics, default=str), reason, record.created_at, now)], COLUMNS)
         return record
-
-
-def _utc(value: datetime | str | None) -> datetime | None:
-    """A UTC datetime from chDB (naive) or the query gateway (ISO text); None for max() over no rows."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.year < 1971:
-        return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)

@@ -159,6 +159,9 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     if config.limit:
         train_set = train_set[: config.limit]
         dev_set = dev_set[: max(8, config.limit // 4)]
+    if not dev_set or not train_set:
+        raise ValueError(f"{len(examples)} examples are too few for a dev split stratified by language and label "
+                         "(each language × label needs at least 3)")
     if config.translate_train:
         train_set = train_set + [Example(ex.id + ":en", "en", ex.label, ex.translation_en)
                                  for ex in train_set if ex.translation_en and ex.lang != "en"]

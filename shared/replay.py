@@ -1,0 +1,188 @@
+"""Replays: archived tweets re-classified with a chosen adapter, beside the live stream, never through it.
+
+A replay reads tweets from the ClickHouse ``tweets`` archive or from JSONL/CSV archives (.gz, e.g. one file per
+hour), filters them by posting time and detected language, and runs them through the worker's own batch code
+(``TweetBatchProcessor`` → ``ClickHouseSink``) with its own classifier. It never produces to ``tweets.raw`` and
+never joins the worker group, so the live stream's ordering and committed offsets cannot be disturbed. Rows are
+stored per adapter version (``classifications`` is keyed on tweet × version) and tagged with the run id, so
+versions can be compared on exactly the replayed tweets (docs/queries.md, Q3).
+
+Progress is recorded in ``replay_runs``; an interrupted run resumes with ``--resume RUN``, skipping the tweets
+the run already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+from shared.feed import read_feed
+from shared.langid import detect_languages
+from shared.messages import Tweet, utcnow
+from shared.pipeline import InboundMessage, InvalidMessage, TweetBatchProcessor, parse_tweet
+from shared.store.clickhouse import Store, as_utc_datetime
+from shared.store.sink import ClickHouseSink
+
+RUN_COLUMNS = ("run_id", "adapter_version", "adapter_path", "source", "since", "until", "langs", "total", "done",
+               "status", "message", "started_at", "updated_at")
+
+
+class ReplayError(RuntimeError):
+    pass
+
+
+@dataclass
+class ReplayPlan:
+    run_id: str
+    adapter_version: str
+    adapter_path: str
+    files: list[str] = field(default_factory=list)  # empty: the ClickHouse archive
+    since: datetime | None = None
+    until: datetime | None = None
+    langs: list[str] = field(default_factory=list)
+    started_at: datetime = field(default_factory=utcnow)
+
+    @property
+    def source(self) -> str:
+        return json.dumps(self.files) if self.files else "clickhouse:tweets"
+
+    @classmethod
+    def new(cls, adapter_version: str, adapter_path: str, files: list[str], since, until, langs) -> "ReplayPlan":
+        return cls(f"replay-{utcnow():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}", adapter_version, adapter_path,
+                   list(files), since, until, sorted(set(langs)))
+
+    @classmethod
+    def load(cls, store: Store, run_id: str) -> "ReplayPlan":
+        rows = store.query(f"SELECT {', '.join(RUN_COLUMNS)} FROM replay_runs FINAL WHERE run_id = {{r:String}}",
+                           {"r": run_id}).dicts()
+        if not rows:
+            raise ReplayError(f"no replay run {run_id!r} (see `stancestream replay status`)")
+        r = rows[0]
+        files = [] if r["source"] == "clickhouse:tweets" else json.loads(r["source"])
+        return cls(run_id, r["adapter_version"], r["adapter_path"], files, as_utc_datetime(r["since"]), as_utc_datetime(r["until"]),
+                   list(r["langs"]), as_utc_datetime(r["started_at"]))
+
+
+def archived_tweets(store: Store, plan: ReplayPlan) -> Iterator[Tweet]:
+    """The archive in posting order, within the plan's time window, fetched page by page."""
+    where, params = [], {}
+    if plan.since:
+        where.append("created_at >= {since:DateTime64(3, 'UTC')}")
+        params["since"] = plan.since
+    if plan.until:
+        where.append("created_at < {until:DateTime64(3, 'UTC')}")
+        params["until"] = plan.until
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    last: tuple | None = None
+    while True:
+        page_where = clause
+        if last is not None:
+            page_where += (" AND " if clause else "WHERE ") + \
+                "(created_at, id) > ({lc:DateTime64(3, 'UTC')}, {li:String})"
+            params |= {"lc": last[0], "li": last[1]}
+        rows = store.query(f"SELECT id, text, created_at, platform_lang, author_id, country, source FROM tweets FINAL "
+                           f"{page_where} ORDER BY created_at, id LIMIT 2000", params).rows
+        if not rows:
+            return
+        for r in rows:
+            yield Tweet(id=r[0], text=r[1], created_at=r[2], lang=r[3], author_id=r[4], country=r[5], source=r[6])
+        last = (rows[-1][2], rows[-1][0])
+
+
+def file_tweets(plan: ReplayPlan, invalid: list[str]) -> Iterator[Tweet]:
+    """Valid tweets of the archive files in the plan's window; invalid lines are counted in ``invalid``."""
+    for path in plan.files:
+        for record in read_feed(path):
+            try:
+                tweet = parse_tweet(record.value)
+            except InvalidMessage as exc:
+                invalid.append(f"{path}: {exc}")
+                continue
+            if (plan.since and tweet.created_at < plan.since) or (plan.until and tweet.created_at >= plan.until):
+                continue
+            yield tweet
+
+
+@dataclass
+class ReplayProgress:
+    total: int
+    done: int
+
+
+def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 32, rate: float | None = None,
+               progress: bool = True) -> ReplayProgress:
+    """Classify the plan's tweets (skipping those this run already stored); record progress as it goes."""
+    from tqdm.auto import tqdm
+
+    invalid: list[str] = []
+    source = file_tweets(plan, invalid) if plan.files else archived_tweets(store, plan)
+    tweets = _in_languages(source, plan.langs)
+    already = {r[0] for r in store.query("SELECT DISTINCT tweet_id FROM classifications WHERE replay_run = {r:String}",
+                                         {"r": plan.run_id}).rows}
+    total = len(tweets)
+    todo = [t for t in tweets if t.id not in already]
+    done = total - len(todo)
+    processor, sink = TweetBatchProcessor(classifier, replay_run=plan.run_id), ClickHouseSink(store)
+    _record(store, plan, total, done, "running", f"{len(invalid)} invalid archive line(s) skipped" if invalid else "")
+    started = time.monotonic()
+    with tqdm(total=total, initial=done, desc=f"replay {plan.run_id}", unit="tweet", disable=not progress) as bar:
+        try:
+            for at in range(0, len(todo), batch_size):
+                chunk = todo[at: at + batch_size]
+                if rate:
+                    ahead = started + at / rate - time.monotonic()
+                    if ahead > 0:
+                        time.sleep(ahead)
+                messages = [InboundMessage(t.model_dump_json().encode(), "replay", 0, i) for i, t in enumerate(chunk)]
+                sink.write(processor.classify(messages))
+                done += len(chunk)
+                bar.update(len(chunk))
+                _record(store, plan, total, done, "running", "")
+        except KeyboardInterrupt:
+            _record(store, plan, total, done, "interrupted", f"resume with: stancestream replay --resume {plan.run_id}")
+            raise
+        except Exception as exc:
+            _record(store, plan, total, done, "failed", str(exc))
+            raise
+    _record(store, plan, total, done, "done", f"{len(invalid)} invalid archive line(s) skipped" if invalid else "")
+    return ReplayProgress(total, done)
+
+
+def replay_runs(store: Store) -> list[dict]:
+    return store.query(f"SELECT {', '.join(RUN_COLUMNS)} FROM replay_runs FINAL ORDER BY started_at").dicts()
+
+
+def _in_languages(tweets: Iterator[Tweet], langs: list[str]) -> list[Tweet]:
+    """All tweets, or those whose detected language is one of ``langs`` (detected as the worker does)."""
+    tweets = list(tweets)
+    if not langs:
+        return tweets
+    detected = detect_languages([t.text for t in tweets])
+    return [t for t, lang in zip(tweets, detected) if lang.code in langs]
+
+
+def _record(store: Store, plan: ReplayPlan, total: int, done: int, status: str, message: str) -> None:
+    store.insert("replay_runs", [(plan.run_id, plan.adapter_version, plan.adapter_path, plan.source, plan.since,
+                                  plan.until, plan.langs, total, done, status, message, plan.started_at, utcnow())],
+                 RUN_COLUMNS)
+
+
+def resolve_adapter(registry, choice: str | None) -> tuple[str, Path]:
+    """``vN`` from the registry, an adapter directory, or (None) the active version."""
+    from shared.classifier import check_adapter
+
+    if choice is None:
+        active = registry.active()
+        if active is None:
+            raise ReplayError("no active adapter in the registry: pass --adapter vN or DIR")
+        return active.version, Path(active.path)
+    path = Path(choice)
+    if path.is_dir():
+        return check_adapter(path), path
+    record = registry.get(choice)
+    return record.version, Path(record.path)
