@@ -41,11 +41,12 @@ class AdapterWatcher:
         await self._consumer.position(partition)
         return self
 
-    def follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats) -> None:
+    def follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats, telemetry) -> None:
         """From now on, switch ``classifier`` to each announced version, in ``model_thread``."""
-        self._task = asyncio.create_task(self._follow(classifier, model_thread, stats), name="adapter-watcher")
+        self._task = asyncio.create_task(self._follow(classifier, model_thread, stats, telemetry),
+                                         name="adapter-watcher")
 
-    async def _follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats) -> None:
+    async def _follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats, telemetry) -> None:
         loop = asyncio.get_running_loop()
         async for record in self._consumer:
             try:
@@ -56,9 +57,12 @@ class AdapterWatcher:
             try:
                 await loop.run_in_executor(model_thread, classifier.switch_adapter, Path(event.path))
                 stats.adapter_switches += 1
+                telemetry.adapter_switches.labels("switched").inc()
+                telemetry.serving(classifier.adapter_version)
                 log.warning("now serving adapter %s (%s)", classifier.adapter_version, event.action.value)
             except ClassifierError as exc:
                 stats.adapter_failures += 1
+                telemetry.adapter_switches.labels("refused").inc()
                 log.error("refused adapter %s, still serving %s: %s", event.version, classifier.adapter_version, exc)
 
     async def stop(self) -> None:

@@ -105,6 +105,12 @@ class Settings(BaseSettings):
     )
     gate_min_lang_n: int = Field(20, ge=1, description="languages with fewer holdout tweets are not gated")
 
+    # --- observability -----------------------------------------------------------------------------------------
+    metrics_port: int | None = Field(
+        9464, ge=0, description="Prometheus endpoint of the worker and trainer; 0: any free port; `off`: none"
+    )
+    metrics_host: str = Field("127.0.0.1", description="the Prometheus endpoint binds here (loopback by default)")
+
     # --- web ------------------------------------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="the embedded store's query gateway binds here")
 
@@ -112,6 +118,11 @@ class Settings(BaseSettings):
     @classmethod
     def _no_adapter(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "base") else value
+
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _metrics_off(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "off", "none") else value
 
     @field_validator("trainer_cron")
     @classmethod

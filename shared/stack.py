@@ -29,6 +29,7 @@ from shared.store.gateway import QueryGateway
 from shared.store.migrations import migrate
 from shared.store.sink import ClickHouseSink
 from shared.streaming import WorkerStats, build_worker
+from shared.telemetry import Telemetry
 from shared.topics import Topics, committed_offsets, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Stack:
     registry: AdapterRegistry | None = None
     watcher: AdapterWatcher | None = None
     trainer_task: asyncio.Task | None = None
+    telemetry: Telemetry | None = None
     _app: object = None
 
     async def start(self, status=lambda message: None) -> "Stack":
@@ -82,16 +84,19 @@ class Stack:
         elif adapter is not None:
             await asyncio.get_running_loop().run_in_executor(model_thread, self.classifier.switch_adapter, adapter)
         status("starting the worker")
+        self.telemetry = Telemetry().serve(settings)
+        self.telemetry.serving(self.classifier.adapter_version)
         self._app, self.stats = build_worker(settings, TweetBatchProcessor(self.classifier),
-                                             ClickHouseSink(self.store), LabelSink(self.store), model_thread)
+                                             ClickHouseSink(self.store), LabelSink(self.store), model_thread,
+                                             self.telemetry)
         await self._app.start()
-        self.watcher.follow(self.classifier, model_thread, self.stats)
+        self.watcher.follow(self.classifier, model_thread, self.stats, self.telemetry)
         if self.run_trainer and settings.trainer_embedded:
             from shared.trainer import Trainer, run_schedule
 
             loop = asyncio.get_running_loop()
             trainer = Trainer(settings, self.store, self.registry, lambda event: asyncio.run_coroutine_threadsafe(
-                publish_adapter_event(settings, event), loop).result(timeout=30))
+                publish_adapter_event(settings, event), loop).result(timeout=30), telemetry=self.telemetry)
             self.trainer_task = asyncio.create_task(run_schedule(trainer), name="trainer")
         if settings.clickhouse_url is None:  # advertised last: gateway.json also means "the stack is up"
             self.gateway = QueryGateway(self.store, settings.data_dir, settings.gateway_host,
@@ -108,6 +113,8 @@ class Stack:
             await self._app.stop()
         if self.gateway is not None:
             self.gateway.stop()
+        if self.telemetry is not None:
+            self.telemetry.stop()
         if self.broker is not None:
             self.broker.stop()
 

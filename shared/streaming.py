@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -25,6 +26,7 @@ import faust
 from shared.labels import LabelBatchProcessor, LabelSink
 from shared.pipeline import ClassificationSink, InboundMessage, InvalidRatioGuard, TweetBatchProcessor
 from shared.settings import Settings
+from shared.telemetry import Telemetry
 from shared.topics import Topics, physical
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ def faust_app(settings: Settings) -> faust.App:
 
 def build_worker(
     settings: Settings, processor: TweetBatchProcessor, sink: ClassificationSink, label_sink: LabelSink,
-    model_thread: ThreadPoolExecutor,
+    model_thread: ThreadPoolExecutor, telemetry: Telemetry,
 ) -> tuple[faust.App, WorkerStats]:
     """The worker's Faust app: the ``classify`` agent and the ``labels`` agent. The classifier runs only in
     ``model_thread``, which also performs adapter switches, so a switch always falls between two batches."""
@@ -127,6 +129,7 @@ def build_worker(
 
     async def classify_batch(messages: list[InboundMessage]) -> None:
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         result = await loop.run_in_executor(model_thread, processor.classify, messages)
         guard.check(result)
         await write_durably(sink.write, result)
@@ -134,6 +137,14 @@ def build_worker(
         stats.batches += 1
         stats.tweets += len(result.classifications)
         stats.dead_letters += len(result.dead_letters)
+        telemetry.batches.inc()
+        telemetry.batch_seconds.observe(time.perf_counter() - started)
+        telemetry.tweets.inc(len(result.classifications))
+        telemetry.dead_letters.labels(Topics.raw.value).inc(len(result.dead_letters))
+        written = time.time()
+        for message in messages:
+            if message.timestamp_ms:
+                telemetry.tweet_latency.observe(max(0.0, written - message.timestamp_ms / 1000))
 
     async def ingest_labels(messages: list[InboundMessage]) -> None:
         batch = label_processor.process(messages)
@@ -141,6 +152,8 @@ def build_worker(
         await publish([], batch.dead_letters)
         stats.labels += len(batch.labels)
         stats.dead_letters += len(batch.dead_letters)
+        telemetry.labels.inc(len(batch.labels))
+        telemetry.dead_letters.labels(Topics.labels.value).inc(len(batch.dead_letters))
 
     @app.agent(raw, name="classify")
     async def classify(stream):

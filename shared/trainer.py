@@ -97,13 +97,14 @@ class Trainer:
 
     def __init__(self, settings: Settings, store: Store, registry: AdapterRegistry,
                  announce: Callable[[AdapterEvent], None], *, recipe: TrainConfig | None = None,
-                 progress: bool = False):
+                 progress: bool = False, telemetry=None):
         self.settings = settings
         self.store = store
         self.registry = registry
         self.announce = announce
         self.recipe = recipe
         self.progress = progress
+        self.telemetry = telemetry
         self.cancelled = threading.Event()  # set on shutdown: a running training stops at its next step
 
     def new_labels(self) -> int:
@@ -130,6 +131,9 @@ class Trainer:
                 self.registry.reject(report.candidate_version, report.reason)
         report.duration_s = time.monotonic() - started
         self._record(report)
+        if self.telemetry is not None:
+            self.telemetry.training_runs.labels(report.decision).inc()
+            self.telemetry.training_seconds.set(report.duration_s)
         return report
 
     def _cycle(self, report: CycleReport, active: AdapterRecord | None, force: bool) -> None:

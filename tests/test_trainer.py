@@ -9,6 +9,7 @@ import asyncio
 import json
 import shutil
 import threading
+import urllib.request
 
 import pytest
 
@@ -110,18 +111,25 @@ def test_hot_swap_trainer_promotes_v2_and_the_running_worker_switches_mid_stream
                                                       endless(), report, rate=25))
             await until(lambda: stack.stats.tweets >= 20, what="v1 rows")
             trainer = Trainer(settings, clean_store, AdapterRegistry(clean_store, settings.adapters_dir),
-                              announcer(settings))
+                              announcer(settings), telemetry=stack.telemetry)
             cycle = await asyncio.to_thread(trainer.run_cycle)
             assert cycle.decision == "promoted", cycle.reason
             await until(lambda: classifier.adapter_version == "v2", what="the switch to v2")
             enough.set()
             await asyncio.wait_for(feeder, timeout=30)
             await wait_committed(stack, report)
+            metrics = await asyncio.to_thread(lambda: urllib.request.urlopen(stack.telemetry.address).read().decode())
         finally:
             await stack.stop()
-        return cycle, report, stack.stats
+        return cycle, report, stack.stats, metrics
 
-    cycle, report, stats = asyncio.run(scenario())
+    cycle, report, stats, metrics = asyncio.run(scenario())
+    # The Prometheus endpoint tells the same story.
+    assert f"stancestream_tweets_total {float(stats.tweets)}" in metrics
+    assert 'stancestream_active_adapter{version="v2"} 1.0' in metrics and 'version="v1"' not in metrics
+    assert 'stancestream_adapter_switches_total{outcome="switched"} 1.0' in metrics
+    assert 'stancestream_training_runs_total{decision="promoted"} 1.0' in metrics
+    assert f"stancestream_labels_total {48.0}" in metrics
     versions = _versions(clean_store)
     assert set(versions) == {"v1", "v2"} and stats.adapter_switches == 1
     assert sorted(versions["v1"] + versions["v2"]) == list(range(report.sent))  # each tweet once, no gaps

@@ -12,6 +12,7 @@ from shared.registry import AdapterRegistry
 from shared.settings import Settings
 from shared.store import open_store
 from shared.store.migrations import migrate
+from shared.telemetry import Telemetry
 from shared.trainer import Trainer, run_schedule
 
 log = logging.getLogger("stancestream.trainer")
@@ -33,6 +34,7 @@ def once(settings: Settings, force: bool) -> int:
 
 async def _serve(settings: Settings) -> int:
     trainer = build_trainer(settings, progress=False)
+    trainer.telemetry = Telemetry().serve(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

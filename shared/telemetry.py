@@ -1,0 +1,69 @@
+"""Prometheus metrics of a worker or trainer process, served on ``metrics_host:metrics_port`` (loopback by default).
+
+Each process has its own registry (the embedded ``run`` serves the worker's and the trainer's metrics on one
+endpoint). A port already taken is reported and the process goes on without an endpoint: metrics must never
+stop classification.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.tweets = Counter("stancestream_tweets", "Tweets classified and stored", registry=r)
+        self.batches = Counter("stancestream_batches", "Micro-batches processed", registry=r)
+        self.dead_letters = Counter("stancestream_dead_letters", "Messages refused to the dead-letter topic",
+                                    ["topic"], registry=r)
+        self.labels = Counter("stancestream_labels", "Human labels stored", registry=r)
+        self.batch_seconds = Histogram("stancestream_batch_seconds",
+                                       "Classify + ClickHouse write + produce time of one micro-batch",
+                                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32), registry=r)
+        self.tweet_latency = Histogram("stancestream_tweet_latency_seconds",
+                                       "From a tweet's arrival in Kafka to its row being written",
+                                       buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.adapter = Gauge("stancestream_active_adapter", "1 for the adapter version this process serves",
+                             ["version"], registry=r)
+        self.adapter_switches = Counter("stancestream_adapter_switches", "Hot-swaps", ["outcome"], registry=r)
+        self.training_runs = Counter("stancestream_training_runs", "Trainer cycles by decision", ["decision"],
+                                     registry=r)
+        self.training_seconds = Gauge("stancestream_last_training_seconds", "Duration of the last trainer cycle",
+                                      registry=r)
+        self.address: str | None = None
+        self._server = None
+        self._served_version: str | None = None
+
+    def serve(self, settings: Settings) -> "Telemetry":
+        if settings.metrics_port is None:
+            return self
+        try:
+            server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=self.registry)
+            self._server = server
+        except OSError as exc:
+            log.warning("no Prometheus endpoint: %s:%s is not available (%s)", settings.metrics_host,
+                        settings.metrics_port, exc)
+            return self
+        self.address = f"http://{settings.metrics_host}:{server.server_port}/metrics"
+        log.info("Prometheus metrics on %s", self.address)
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def serving(self, version: str) -> None:
+        if self._served_version is not None:
+            self.adapter.remove(self._served_version)
+        self.adapter.labels(version).set(1)
+        self._served_version = version
