@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	@command -v docker-compose >/dev/null || { command -v apt-get >/dev/null && \
 		(apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1 || sudo apt-get install -y -qq --no-install-recommends docker-compose >/dev/null 2>&1) || \
 		echo "note: docker-compose (Debian package) not installed; the compose test needs it"; }
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+		(apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 || sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1) || \
+		echo "note: chromium (Debian package) not installed; the dashboard test needs it"; }
 	touch $(STAMP)
 
 demo: setup

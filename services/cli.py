@@ -121,6 +121,26 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--resume", metavar="RUN", help="continue an interrupted run with its original parameters")
     rp.add_argument("--json", action="store_true", help="with status: machine-readable output")
 
+    mon = sub.add_parser("monitor", help="live terminal dashboard: rate, latency, label mix per language, DLQ, adapter",
+                         description="Live numbers over a sliding window of live tweets, read from ClickHouse (works "
+                                     "while `stancestream run` is up, or against a ClickHouse server): ingest rate, "
+                                     "latency p50/p95, per-language label mix, dead letters, the active adapter and "
+                                     "the last trainer run. Ctrl-C quits.", epilog=_EPILOG)
+    mon.add_argument("--window", type=int, default=300, metavar="S", help="sliding window in seconds (default 300)")
+    mon.add_argument("--interval", type=float, default=2.0, metavar="S", help="refresh period (default 2 s)")
+    mon.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    mon.add_argument("--json", action="store_true", help="with --once: machine-readable output")
+
+    db = sub.add_parser("dashboard", help="serve the read-only web dashboard (charts, auto-refresh) on 127.0.0.1",
+                        description="A local web page with stance share over time per language, volume per "
+                                    "language, the confidence distribution and the adapter versions timeline, "
+                                    "refreshed automatically. Read-only: it only runs its own SELECTs.",
+                        epilog=_EPILOG)
+    db.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1: this machine only)")
+    db.add_argument("--port", type=int, default=8050, help="default 8050; 0 picks a free port")
+    db.add_argument("--days", type=int, default=14, help="how far back the charts go (default 14 days)")
+    db.add_argument("--refresh", type=int, default=10, metavar="S", help="page refresh period (default 10 s)")
+
     be = sub.add_parser("bench", help="measure throughput, the paper-method baseline, the roofline and end-to-end latency",
                         description="Classifier-only throughput per precision and batch size on the tweets of a "
                                     "labeled CSV; the paper's method (llama.cpp, one tweet per call) on the same "
@@ -250,6 +270,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return trainer_main(settings, args.once, args.force)
     if args.command == "adapters":
         return _adapters(settings, args)
+    if args.command == "monitor":
+        return _monitor(settings, args)
+    if args.command == "dashboard":
+        from shared.dashboard import serve_dashboard
+        from shared.store import open_store
+
+        serve_dashboard(open_store(settings), args.host, args.port, args.days, args.refresh)
+        return 0
     if args.command == "replay":
         return _replay(settings, args)
     if args.command == "bench":
@@ -365,6 +393,31 @@ def _adapters(settings: Settings, args: argparse.Namespace) -> int:
     print(f"{current.version} is active (was {previous.version if previous else 'none'}); running workers switch "
           "before their next batch")
     return 0
+
+
+def _monitor(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from shared.monitor import MonitorSnapshot
+    from shared.store import open_store
+    from shared.store.migrations import migrate
+
+    store = open_store(settings)
+    migrate(store)
+    if args.once:
+        snapshot = MonitorSnapshot.read(store, args.window)
+        if args.json:
+            print(json.dumps(snapshot.as_json(), default=str, indent=1))
+        else:
+            Console().print(snapshot.render())
+        return 0
+    with Live(MonitorSnapshot.read(store, args.window).render(), refresh_per_second=4) as live:
+        while True:
+            time.sleep(args.interval)
+            live.update(MonitorSnapshot.read(store, args.window).render())
 
 
 def _timestamp(text: str):

@@ -160,3 +160,35 @@ def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, 
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out
+
+
+def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_model_dir, tiny_adapter):
+    env = _env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
+    feed = _feed(tmp_path / "feed.jsonl", 60, malformed=2)
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "8"],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    snapshots = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            time.sleep(1)
+            assert proc.poll() is None, proc.stdout.read()
+            if not (Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json").exists():
+                continue
+            shown = _cli("monitor", "--once", "--json", "--window", "120", env=env)
+            assert shown.returncode == 0, shown.stderr
+            snapshots.append(json.loads(shown.stdout))
+            if len(snapshots) >= 2 and snapshots[-1]["tweets_in_window"] > snapshots[0]["tweets_in_window"] > 0:
+                break
+        table = _cli("monitor", "--once", env=env)
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = snapshots[-1]
+    assert last["tweets_in_window"] > snapshots[0]["tweets_in_window"] > 0  # it moves while the feed runs
+    assert last["ingest_per_s"] > 0 and last["latency_p50_ms"] is not None
+    assert last["active_adapter"] == "v1" and last["dead_letters_total"] == 2
+    assert sum(sum(labels.values()) for labels in last["mix"].values()) == last["tweets_in_window"]
+    assert "ingest" in table.stdout and "tweets/s" in table.stdout and "adapter v1" in table.stdout
