@@ -155,7 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     be.add_argument("--precisions", default="fp32,bf16,nf4", help="comma-separated (default fp32,bf16,nf4)")
     be.add_argument("--batch-sizes", default="8,16,32", help="comma-separated (default 8,16,32)")
     be.add_argument("--slow-n", type=int, default=48,
-                    help="tweets for a precision slower than 3 tweets/s after its first batch size (default 48)")
+                    help="tweets for a precision that a probe batch shows slower than 3 tweets/s (default 48)")
     be.add_argument("--baseline-n", type=int, default=150, help="tweets for the llama.cpp baseline (default 150)")
     be.add_argument("--rates", default="5,10,20,50,max", help="offered rates for end to end (default 5,10,20,50,max)")
     be.add_argument("--per-rate", type=int, default=150, help="tweets offered per rate (default 150)")

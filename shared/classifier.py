@@ -214,17 +214,15 @@ class StanceClassifier:
         return label_logits(self.model, input_ids, attention_mask, self.label_token_ids)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 4) probabilities in ``CATEGORIES`` order; sub-batches are sorted by length to save padding."""
+        """(len(texts), 4) probabilities in ``CATEGORIES`` order, one forward pass per length bucket."""
         import torch
 
         if not texts:
             return np.zeros((0, len(CATEGORIES)), dtype=np.float32)
         sequences = self.encode(texts)
-        order = np.argsort([len(s) for s in sequences], kind="stable")
         probs = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
+            for idx in length_buckets([len(s) for s in sequences], self.batch_size):
                 ids, mask = self.collate([sequences[i] for i in idx])
                 logits = self.label_logits(ids, mask).float()
                 probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
@@ -232,6 +230,28 @@ class StanceClassifier:
 
     def predict(self, texts: list[str]) -> list[Category]:
         return [CATEGORIES[i] for i in self.predict_proba(texts).argmax(axis=1)]
+
+
+#: A bucket closes when padding it to its longest sequence would cost more than this share of extra tokens.
+MAX_PADDING = 0.15
+
+
+def length_buckets(lengths: list[int], max_rows: int, max_padding: float = MAX_PADDING) -> list[np.ndarray]:
+    """Indices grouped into forward passes of similar length: at most ``max_rows`` sequences each, and padded
+    tokens at most ``max_padding`` of the real ones. A micro-batch of tweets of 20 to 120 tokens in fixed
+    groups of 16 would otherwise compute mostly padding."""
+    order = np.argsort(lengths, kind="stable")
+    buckets, current, real = [], [], 0
+    for i in order:
+        n = lengths[i]
+        if current and (len(current) == max_rows or n * (len(current) + 1) > (1 + max_padding) * (real + n)):
+            buckets.append(np.array(current))
+            current, real = [], 0
+        current.append(i)
+        real += n
+    if current:
+        buckets.append(np.array(current))
+    return buckets
 
 
 def label_token_ids(tokenizer) -> list[int]:

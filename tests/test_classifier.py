@@ -175,3 +175,18 @@ def test_merged_adapter_serves_the_same_probabilities_and_unmerges_cleanly(tiny_
     merged.switch_adapter(other)
     merged.switch_adapter(tiny_adapter)
     np.testing.assert_allclose(merged.predict_proba(texts), before, atol=1e-5)
+
+
+def test_length_buckets_bound_padding_and_rows_and_cover_every_sequence_once():
+    from shared.classifier import length_buckets
+
+    rng = np.random.default_rng(3)
+    lengths = list(rng.integers(15, 140, size=200))
+    buckets = length_buckets(lengths, max_rows=16, max_padding=0.15)
+    assert sorted(int(i) for b in buckets for i in b) == list(range(200))
+    for bucket in buckets:
+        real = sum(lengths[i] for i in bucket)
+        assert len(bucket) <= 16 and max(lengths[i] for i in bucket) * len(bucket) <= 1.15 * real
+    # fixed groups of 16 over the same micro-batch would pad far more
+    fixed = [sorted(lengths[:32])[:16], sorted(lengths[:32])[16:]]
+    assert sum(max(g) * len(g) for g in fixed) > 1.15 * sum(lengths[:32])

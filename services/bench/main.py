@@ -61,7 +61,7 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     from services.bench.baseline import BaselineUnavailable, run_baseline
     from services.bench.e2e import run_e2e
     from services.bench.roofline import flops_per_tweet, matmul_peak
-    from services.bench.throughput import measure, precision_table
+    from services.bench.throughput import measure, measure_micro_batches, precision_table
 
     out.mkdir(parents=True, exist_ok=True)
     log = print
@@ -75,13 +75,16 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     served = StanceClassifier.load(settings)
     default = measure(served, texts, settings.infer_batch_size)
     predictions = served.predict_proba(texts).argmax(axis=1)
+    streaming = measure_micro_batches(served, texts, settings.batch_size)
     report["classifier"] = default | {
         "precision": str(served.runtime.dtype).removeprefix("torch.").replace("float32", "fp32").replace(
             "bfloat16", "bf16") + ("+nf4" if served.runtime.quantization.value == "nf4" else ""),
-        "adapter": served.adapter_version, "accuracy": round(scores(to_indices(gold), predictions)["accuracy"], 4)}
+        "adapter": served.adapter_version, "accuracy": round(scores(to_indices(gold), predictions)["accuracy"], 4),
+        "micro_batches": streaming}
     report["tweets_per_s"] = default["tweets_per_s"]
     log(f"  served: {default['tweets_per_s']:.2f} tweets/s, {default['tokens_per_s']:.0f} tokens/s, "
-        f"accuracy {report['classifier']['accuracy']:.3f} on these {len(texts)} tweets")
+        f"accuracy {report['classifier']['accuracy']:.3f} on these {len(texts)} tweets; "
+        f"{streaming['tweets_per_s']:.2f} tweets/s in the worker's micro-batches of {settings.batch_size}")
 
     log("(c) roofline")
     dtype_name = report["classifier"]["precision"].split("+")[0]
@@ -165,7 +168,9 @@ def render_markdown(report: dict) -> str:
     c = report["classifier"]
     lines += [f"- **Served classifier** ({c['precision']}, adapter {c['adapter']}, batch {c['batch_size']}): "
               f"**{c['tweets_per_s']:.2f} tweets/s**, {c['tokens_per_s']:.0f} tokens/s, "
-              f"{c['tokens_per_tweet']:.0f} tokens/tweet, accuracy {c['accuracy']:.3f}."]
+              f"{c['tokens_per_tweet']:.0f} tokens/tweet, accuracy {c['accuracy']:.3f}; "
+              f"{c['micro_batches']['tweets_per_s']:.2f} tweets/s when the tweets come "
+              f"{c['micro_batches']['micro_batch']} at a time, as the worker sees them."]
     b = report.get("baseline", {})
     if not b.get("skipped"):
         lines += [f"- **Baseline** (paper's method, llama.cpp, {b['model']}, one tweet per call, 3 tokens): "
