@@ -79,12 +79,13 @@ def read_feed(path: str) -> Iterator[FeedRecord]:
             handle.close()
 
 
-def _key_of_json(line: str) -> bytes | None:
+def _key_of_json(line: str, fields: tuple[str, ...] = ("id",)) -> bytes | None:
+    """The message key: the first of ``fields`` the JSON object has (None for lines that are not objects)."""
     try:
         value = json.loads(line)
     except json.JSONDecodeError:
         return None
-    tweet_id = value.get("id") if isinstance(value, dict) else None
+    tweet_id = next((value[f] for f in fields if f in value), None) if isinstance(value, dict) else None
     return str(tweet_id).encode() if isinstance(tweet_id, (str, int)) and tweet_id != "" else None
 
 

@@ -13,11 +13,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from pydantic import ValidationError
-
 from shared.feed import FeedRecord, _format_of, _key_of_json, _open_text
 from shared.messages import DeadLetter, Label, utcnow
-from shared.pipeline import InboundMessage, InvalidMessage, describe_errors
+from shared.pipeline import InboundMessage, InvalidMessage, parse_message
 from shared.store.clickhouse import Store
 
 LABEL_COLUMNS = ("tweet_id", "text", "lang", "label", "annotator", "labeled_at", "ingested_at")
@@ -37,7 +35,7 @@ def read_label_file(path: str, warn=None) -> Iterator[FeedRecord]:
         try:
             for line in handle:
                 if line.strip():
-                    yield FeedRecord(_key_of_json(line) or _key_of_label(line), line.strip().encode())
+                    yield FeedRecord(_key_of_json(line, ("tweet_id", "id")), line.strip().encode())
         finally:
             handle.close()
         return
@@ -69,28 +67,8 @@ def text_key(text: str) -> str:
     return "text-" + hashlib.sha256(" ".join(text.split()).encode()).hexdigest()[:16]
 
 
-def _key_of_label(line: str) -> bytes | None:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
-        return None
-    tweet_id = value.get("tweet_id") if isinstance(value, dict) else None
-    return str(tweet_id).encode() if isinstance(tweet_id, (str, int)) and tweet_id != "" else None
-
-
 def parse_label(value: bytes | None) -> Label:
-    if value is None:
-        raise InvalidMessage("empty message (null value)")
-    try:
-        payload = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidMessage(f"not JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidMessage(f"expected a JSON object, got {type(payload).__name__}")
-    try:
-        return Label.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidMessage(f"invalid label: {describe_errors(exc)}") from exc
+    return parse_message(value, Label, "label")
 
 
 @dataclass

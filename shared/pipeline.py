@@ -12,12 +12,15 @@ import json
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Protocol, Sequence
+from typing import Protocol, Sequence, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.langid import detect_languages
 from shared.messages import CATEGORIES, Classification, DeadLetter, Probabilities, Tweet, utcnow
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ class InvalidMessage(ValueError):
     """A message that can never be processed: it goes to the DLQ with this reason."""
 
 
-def parse_tweet(value: bytes | None) -> Tweet:
+def parse_message(value: bytes | None, model: type[M], what: str) -> M:
+    """A message value validated as ``model``; anything else raises ``InvalidMessage`` with the reason."""
     if value is None:
         raise InvalidMessage("empty message (null value)")
     try:
@@ -65,9 +69,13 @@ def parse_tweet(value: bytes | None) -> Tweet:
     if not isinstance(payload, dict):
         raise InvalidMessage(f"expected a JSON object, got {type(payload).__name__}")
     try:
-        return Tweet.model_validate(payload)
+        return model.model_validate(payload)
     except ValidationError as exc:
-        raise InvalidMessage(f"invalid tweet: {describe_errors(exc)}") from exc
+        raise InvalidMessage(f"invalid {what}: {describe_errors(exc)}") from exc
+
+
+def parse_tweet(value: bytes | None) -> Tweet:
+    return parse_message(value, Tweet, "tweet")
 
 
 def describe_errors(exc: ValidationError) -> str:
