@@ -87,7 +87,8 @@ async def publish_adapter_event(settings: Settings, event: AdapterEvent) -> None
 
 
 def announcer(settings: Settings):
-    """A blocking ``announce(event)`` for processes outside the stack (the trainer, ``adapters promote``).
+    """A blocking ``announce(event)`` for callers without a running event loop: the trainer's cycle thread (in
+    the stack or its own service) and the ``adapters promote|rollback`` commands.
 
     It publishes to ``KAFKA_BOOTSTRAP`` or to the broker of the stack running on this data directory; with
     neither, no worker is running and there is nobody to tell: a worker reads the registry when it starts.

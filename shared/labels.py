@@ -162,7 +162,8 @@ def import_labels(settings, path: str, wait_s: float = 60.0, warn=None) -> Impor
     from shared.store.migrations import migrate
     from shared.topics import Topics, physical
 
-    next(iter(read_label_file(path)), None)  # fail early on a missing or unreadable file
+    _format_of(path)  # fail early on an unknown format or a missing file
+    _open_text(path).close()
     stack = advertised_stack(settings.data_dir) if settings.kafka_bootstrap is None else None
     bootstrap = settings.kafka_bootstrap or (stack or {}).get("kafka_bootstrap")
     if bootstrap is not None:
@@ -193,13 +194,15 @@ def import_labels(settings, path: str, wait_s: float = 60.0, warn=None) -> Impor
 async def _wait_ingested(settings, end_offsets: dict[int, int], wait_s: float) -> bool:
     import asyncio
 
-    from shared.topics import Topics, committed_offsets
+    from shared.topics import CommittedOffsets, Topics, caught_up
 
+    offsets = CommittedOffsets(settings)
     deadline = asyncio.get_running_loop().time() + wait_s
-    while True:
-        committed = await committed_offsets(settings, Topics.labels, list(end_offsets))
-        if all(committed.get(p, 0) >= end for p, end in end_offsets.items()):
-            return True
-        if asyncio.get_running_loop().time() > deadline:
-            return False
-        await asyncio.sleep(0.5)
+    try:
+        while not caught_up(await offsets.of(Topics.labels, list(end_offsets)), end_offsets):
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.5)
+        return True
+    finally:
+        await offsets.close()

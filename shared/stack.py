@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shared.broker import EmbeddedBroker
 from shared.classifier import StanceClassifier
-from shared.hotswap import AdapterWatcher, publish_adapter_event
+from shared.hotswap import AdapterWatcher, announcer
 from shared.labels import LabelSink
 from shared.messages import utcnow
 from shared.pipeline import TweetBatchProcessor
@@ -30,7 +30,7 @@ from shared.store.migrations import migrate
 from shared.store.sink import ClickHouseSink
 from shared.streaming import WorkerStats, build_worker
 from shared.telemetry import Telemetry
-from shared.topics import Topics, committed_offsets, ensure_topics
+from shared.topics import CommittedOffsets, Topics, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ class Stack:
     watcher: AdapterWatcher | None = None
     trainer_task: asyncio.Task | None = None
     telemetry: Telemetry | None = None
+    _offsets: CommittedOffsets | None = None
     _app: object = None
 
     async def start(self, status=lambda message: None) -> "Stack":
@@ -94,9 +95,7 @@ class Stack:
         if self.run_trainer and settings.trainer_embedded:
             from shared.trainer import Trainer, run_schedule
 
-            loop = asyncio.get_running_loop()
-            trainer = Trainer(settings, self.store, self.registry, lambda event: asyncio.run_coroutine_threadsafe(
-                publish_adapter_event(settings, event), loop).result(timeout=30), telemetry=self.telemetry)
+            trainer = Trainer(settings, self.store, self.registry, announcer(settings), telemetry=self.telemetry)
             self.trainer_task = asyncio.create_task(run_schedule(trainer), name="trainer")
         if settings.clickhouse_url is None:  # advertised last: gateway.json also means "the stack is up"
             self.gateway = QueryGateway(self.store, settings.data_dir, settings.gateway_host,
@@ -107,6 +106,8 @@ class Stack:
         if self.trainer_task is not None:
             self.trainer_task.cancel()
             await asyncio.gather(self.trainer_task, return_exceptions=True)
+        if self._offsets is not None:
+            await self._offsets.close()
         if self.watcher is not None:
             await self.watcher.stop()
         if self._app is not None:
@@ -120,4 +121,6 @@ class Stack:
 
     async def committed(self, partitions: list[int], topic: Topics = Topics.raw) -> dict[int, int]:
         """The worker group's committed offset of each partition of ``topic`` (0 when none)."""
-        return await committed_offsets(self.settings, topic, partitions)
+        if self._offsets is None:
+            self._offsets = CommittedOffsets(self.settings)
+        return await self._offsets.of(topic, partitions)

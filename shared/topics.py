@@ -41,17 +41,33 @@ async def ensure_topics(settings: Settings, topics: tuple[Topics, ...] = tuple(T
         await admin.close()
 
 
-async def committed_offsets(settings: Settings, topic: Topics, partitions: list[int]) -> dict[int, int]:
-    """The worker group's committed offset of each partition of ``topic`` (0 when none)."""
-    from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
+class CommittedOffsets:
+    """The worker group's committed offsets, read over one admin connection kept open between calls (callers
+    poll it every second or so)."""
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(
-            settings.worker_group, partitions=[TopicPartition(physical(topic, settings), p) for p in partitions]
-        )
-    finally:
-        await admin.close()
-    return {tp.partition: max(meta.offset, 0) for tp, meta in offsets.items()}
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self._admin = None
+
+    async def of(self, topic: Topics, partitions: list[int]) -> dict[int, int]:
+        """The committed offset of each partition of ``topic`` (0 when none)."""
+        from aiokafka import TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        if self._admin is None:
+            self._admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap)
+            await self._admin.start()
+        offsets = await self._admin.list_consumer_group_offsets(
+            self.settings.worker_group,
+            partitions=[TopicPartition(physical(topic, self.settings), p) for p in partitions])
+        return {tp.partition: max(meta.offset, 0) for tp, meta in offsets.items()}
+
+    async def close(self) -> None:
+        if self._admin is not None:
+            await self._admin.close()
+            self._admin = None
+
+
+def caught_up(committed: dict[int, int], end_offsets: dict[int, int]) -> bool:
+    """True once every partition's committed offset reached the end offset we produced up to."""
+    return all(committed.get(p, 0) >= end for p, end in end_offsets.items())

@@ -24,7 +24,7 @@ from shared.langid import normalize_lang
 from shared.messages import AdapterAction, AdapterEvent, Category, Label, utcnow
 from shared.registry import AdapterRecord, AdapterRegistry
 from shared.settings import Settings
-from shared.store.clickhouse import Store
+from shared.store.clickhouse import Store, as_utc_datetime
 from shared.training import Example, TrainConfig, evaluate, stratified_split, train
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,10 @@ class Trainer:
 
     def new_labels(self) -> int:
         """Labels that arrived since the last cycle that trained (all labels if none did)."""
-        last = self.store.query(
+        last = as_utc_datetime(self.store.query(
             "SELECT max(started_at) FROM adapter_runs WHERE decision IN ('promoted', 'rejected', 'failed')"
-        ).scalar()
-        if last is None or str(last).startswith("1970"):
+        ).scalar())
+        if last is None:
             return int(self.store.query("SELECT count() FROM labels FINAL").scalar() or 0)
         return int(self.store.query("SELECT count() FROM labels FINAL WHERE ingested_at > {t:DateTime64(3, 'UTC')}",
                                     {"t": last}).scalar() or 0)

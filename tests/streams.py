@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from shared.feed import FeedRecord, FeedReport
 from shared.settings import Settings
 from shared.stack import Stack
-from shared.topics import Topics, physical
+from shared.topics import Topics, caught_up, physical
 
 TEXTS = ["Los migrantes llegan a la frontera", "Great football match tonight", "Refugees welcome here"]
 
@@ -40,7 +40,7 @@ async def wait_committed(stack: Stack, report: FeedReport, timeout: float = 60, 
     committed: dict[int, int] = {}
     while asyncio.get_running_loop().time() < deadline:
         committed = await stack.committed(list(report.end_offsets), topic)
-        if all(committed.get(p, 0) >= end for p, end in report.end_offsets.items()):
+        if caught_up(committed, report.end_offsets):
             return
         assert stack.stats.failure is None, stack.stats.failure
         await asyncio.sleep(0.3)

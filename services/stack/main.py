@@ -15,7 +15,7 @@ from shared.feed import FeedReport, produce_feed, read_feed
 from shared.settings import Settings
 from shared.stack import Stack
 from shared.summary import RunSummary
-from shared.topics import Topics, physical
+from shared.topics import Topics, caught_up, physical
 
 
 async def run(settings: Settings, feed: str | None, rate: float | None, exit_when_done: bool,
@@ -62,8 +62,7 @@ async def run(settings: Settings, feed: str | None, rate: float | None, exit_whe
                     console.print(f"fed={report.sent} {summary.line()}")
                     last_line = time.monotonic()
                 if exit_when_done and report.done:
-                    committed = await stack.committed(list(report.end_offsets))
-                    if all(committed.get(p, 0) >= end for p, end in report.end_offsets.items()):
+                    if caught_up(await stack.committed(list(report.end_offsets)), report.end_offsets):
                         break
         summary = await asyncio.to_thread(RunSummary.read, stack.store, stack.started_at)
         console.print(summary.render(f"final summary — fed {report.sent}"))
