@@ -165,7 +165,7 @@ def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, 
 def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_model_dir, tiny_adapter):
     env = _env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
     feed = _feed(tmp_path / "feed.jsonl", 60, malformed=2)
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "4"],
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "3"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     snapshots = []
     try:
@@ -177,8 +177,11 @@ def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_mo
                 continue
             shown = _cli("monitor", "--once", "--json", "--window", "120", env=env)
             assert shown.returncode == 0, shown.stderr
-            snapshots.append(json.loads(shown.stdout))
-            if len(snapshots) >= 2 and snapshots[-1]["tweets_in_window"] > snapshots[0]["tweets_in_window"] > 0:
+            snapshot = json.loads(shown.stdout)
+            if snapshot["tweets_in_window"] == 0 and not snapshots:
+                continue  # the stack is up but nothing is classified yet: wait for the first tweets
+            snapshots.append(snapshot)
+            if len(snapshots) >= 2 and snapshots[-1]["tweets_in_window"] > snapshots[0]["tweets_in_window"]:
                 break
         table = _cli("monitor", "--once", env=env)
         proc.send_signal(signal.SIGINT)
@@ -186,6 +189,7 @@ def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_mo
     finally:
         if proc.poll() is None:
             proc.kill()
+    assert snapshots, "monitor never showed a classified tweet"
     last = snapshots[-1]
     assert last["tweets_in_window"] > snapshots[0]["tweets_in_window"] > 0  # it moves while the feed runs
     assert last["ingest_per_s"] > 0 and last["latency_p50_ms"] is not None
