@@ -7,7 +7,7 @@ import csv
 import json
 import logging
 import sys
-
+from dataclasses import fields
 from pathlib import Path
 
 from shared.settings import Settings
@@ -48,14 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, type=Path, metavar="DIR", help="run directory (checkpoint, best, adapter)")
     tr.add_argument("--version", help="adapter version recorded in its metadata (default: OUT's name)")
     tr.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    defaults = TrainConfig()
-    for name, value in vars(defaults).items():
-        flag = "--" + name.replace("_", "-")
+    for option in fields(TrainConfig):
+        flag, value = "--" + option.name.replace("_", "-"), option.default
+        explained = f"{option.metadata['help']} (default {value})"
         if isinstance(value, bool):
-            tr.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=f"default {value}")
+            tr.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=explained)
         else:
-            kind = type(value) if value is not None else int
-            tr.add_argument(flag, type=kind, default=value, help=f"default {value}")
+            tr.add_argument(flag, type=type(value) if value is not None else int, default=value, help=explained)
 
     ev = sub.add_parser("eval", help="score a labeled CSV: metrics.json, report.md and plots, vs the paper if present",
                         description="Classify every tweet of a labeled CSV (id, lang, label, text; paper_pred "
@@ -240,7 +239,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return worker_main(settings)
     if args.command == "train":
-        from dataclasses import fields
 
         from shared.training import read_labeled, train
 

@@ -46,25 +46,35 @@ class TrainingCancelled(RuntimeError):
     pass
 
 
+def _option(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    epochs: float = 2.0
-    learning_rate: float = 2e-4
-    batch_size: int = 16
-    lora_rank: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: str = "all-linear"  # or "attention": q,k,v,o projections only
-    class_weighting: str = "sqrt"  # none | sqrt | balanced (inverse frequency)
-    translate_train: bool = False  # add the English translations as extra examples
-    dev_fraction: float = 0.12
-    eval_every: int = 40  # optimizer steps
-    patience: int = 4  # evaluations without dev macro-F1 improvement before stopping
-    warmup_fraction: float = 0.06
-    seed: int = 13
-    max_tokens: int = 128
-    train_layers: int | None = None  # LoRA on the top N decoder layers only; the rest is computed once, cached
-    limit: int | None = None  # train on the first N examples only (smoke tests)
+    """A training recipe; each field is a `stancestream train` option, its help the explanation below."""
+
+    epochs: float = _option(2.0, "passes over the training split")
+    learning_rate: float = _option(2e-4, "AdamW peak learning rate")
+    batch_size: int = _option(16, "tweets per optimizer step")
+    lora_rank: int = _option(16, "LoRA rank r")
+    lora_alpha: int = _option(32, "LoRA alpha (the update is scaled by alpha / r)")
+    lora_dropout: float = _option(0.05, "dropout on the LoRA input")
+    target_modules: str = _option("all-linear", "all-linear, or attention (q, k, v, o projections only)")
+    class_weighting: str = _option("sqrt", "loss weight per class: none, sqrt (1/sqrt(frequency)) or balanced "
+                                           "(1/frequency)")
+    translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
+    dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label)")
+    dev_seed: int = _option(13, "seed of the dev split; apart from --seed so runs with other seeds are scored on "
+                                "the same dev tweets")
+    eval_every: int = _option(40, "optimizer steps between dev evaluations")
+    patience: int = _option(4, "dev evaluations without a macro-F1 gain before stopping early")
+    warmup_fraction: float = _option(0.06, "share of the steps with a linear learning-rate warm-up")
+    seed: int = _option(13, "seed of LoRA initialisation and batch order")
+    max_tokens: int = _option(128, "tweets are truncated to this many tokens")
+    train_layers: int | None = _option(None, "LoRA on the top N decoder layers only; the layers below are run "
+                                             "once per tweet and cached (much faster on CPU)")
+    limit: int | None = _option(None, "train on the first N examples only (smoke tests)")
 
 
 @dataclass
@@ -155,7 +165,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
-    train_set, dev_set = stratified_split(examples, config.dev_fraction, config.seed)
+    train_set, dev_set = stratified_split(examples, config.dev_fraction, config.dev_seed)
     if config.limit:
         train_set = train_set[: config.limit]
         dev_set = dev_set[: max(8, config.limit // 4)]
