@@ -313,7 +313,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         "labels": [label.value for label in CATEGORIES],
         "prompt": "label-word scoring (shared/classifier.py)",
         "data": {"sources": list(sources or []), "sha256_16": data_digest(examples), "examples": len(examples),
-                 "train": len(train_set), "dev": len(dev_set)},
+                 "train": len(train_set), "dev": len(dev_set), "dev_sha256_16": data_digest(dev_set)},
         "hyperparameters": asdict(config),
         "dev_metrics": state.get("best_metrics", {}),
         "history": state["history"],

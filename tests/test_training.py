@@ -92,3 +92,9 @@ def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_setti
     tuned = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
     _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.seed)
     assert evaluate(tuned, dev)[0]["macro_f1"] == pytest.approx(result.dev_metrics["macro_f1"])
+
+    reseeded = train(tiny_settings, read_labeled([data]), tmp_path / "seed5", TrainConfig(**{**vars(config), "seed": 5}),
+                     progress=False)
+    reseeded_meta = json.loads((reseeded.adapter_dir / "stancestream.json").read_text())
+    assert reseeded_meta["hyperparameters"]["seed"] == 5
+    assert reseeded_meta["data"]["dev_sha256_16"] == meta["data"]["dev_sha256_16"]  # same dev tweets, other seed
