@@ -71,6 +71,8 @@ class TrainConfig:
     patience: int = _option(4, "dev evaluations without a macro-F1 gain before stopping early")
     warmup_fraction: float = _option(0.06, "share of the steps with a linear learning-rate warm-up")
     seed: int = _option(13, "seed of LoRA initialisation and batch order")
+    ema_decay: float = _option(0.0, "evaluate and keep an exponential moving average of the LoRA weights with this "
+                                    "decay (e.g. 0.95; 0 = off): smooths the step-to-step swings of the dev score")
     max_tokens: int = _option(128, "tweets are truncated to this many tokens")
     train_layers: int | None = _option(None, "LoRA on the top N decoder layers only; the layers below are run "
                                              "once per tweet and cached (much faster on CPU)")
@@ -199,6 +201,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     classifier.model = model
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+    average = _WeightAverage(trainable, config.ema_decay) if config.ema_decay else None
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     warmup = max(1, int(total_steps * config.warmup_fraction))
@@ -242,6 +245,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         set_peft_model_state_dict(model, load_file(checkpoint / "adapter.safetensors"))
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
+        if average is not None:
+            average.load(torch.load(checkpoint / "average.pt", weights_only=True))
         log.warning("resuming from step %d", state["step"])
 
     order_rng = np.random.default_rng(config.seed)
@@ -252,8 +257,9 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
 
     def run_eval(step: int) -> bool:
         model.eval()
+        if average is not None:
+            average.swap()  # score (and keep, if best) the averaged weights
         metrics, _ = evaluate(classifier, dev_set, dev_probs())
-        model.train()
         entry = {"step": step, "epoch": round(step / steps_per_epoch, 2), "dev_accuracy": metrics["accuracy"],
                  "dev_macro_f1": metrics["macro_f1"], "elapsed_s": round(time.time() - started)}
         state["history"].append(entry)
@@ -263,7 +269,10 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
             model.save_pretrained(best_dir)
         else:
             state["bad_evals"] += 1
-        _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict)
+        if average is not None:
+            average.swap()
+        model.train()
+        _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average)
         line = (f"step {step}: dev accuracy {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f}"
                 + (" (best)" if improved else ""))
         if progress:
@@ -289,6 +298,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        if average is not None:
+            average.update(step)
         state["step"] = step + 1
         bar.set_postfix(loss=f"{loss.item():.3f}", epoch=f"{state['step'] / steps_per_epoch:.2f}")
         bar.update(1)
@@ -359,7 +370,38 @@ def _pad_hidden(rows: list, device: str):
     return hidden, mask
 
 
-def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict, state_dict_fn) -> None:
+class _WeightAverage:
+    """Exponential moving average of the trainable weights (Polyak averaging), swapped in for evaluation."""
+
+    def __init__(self, params: list, decay: float):
+        self.params, self.decay = params, decay
+        self.shadow = [p.detach().clone() for p in params]
+
+    def update(self, step: int) -> None:
+        import torch
+
+        # Early on the average would be dominated by the untrained start: warm the decay up.
+        decay = min(self.decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for shadow, p in zip(self.shadow, self.params):
+                shadow.lerp_(p.detach(), 1 - decay)
+
+    def swap(self) -> None:
+        import torch
+
+        with torch.no_grad():
+            for shadow, p in zip(self.shadow, self.params):
+                held = p.detach().clone()
+                p.copy_(shadow)
+                shadow.copy_(held)
+
+    def load(self, tensors: list) -> None:
+        for shadow, saved in zip(self.shadow, tensors):
+            shadow.copy_(saved)
+
+
+def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict, state_dict_fn,
+                     average: _WeightAverage | None = None) -> None:
     import torch
     from safetensors.torch import save_file
 
@@ -368,6 +410,8 @@ def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict, 
     save_file({k: v.contiguous() for k, v in state_dict_fn(model).items()}, tmp / "adapter.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    if average is not None:
+        torch.save(average.shadow, tmp / "average.pt")
     (tmp / "state.json").write_text(json.dumps(state, default=str))
     if directory.exists():
         shutil.rmtree(directory)

@@ -61,6 +61,12 @@ def test_train_writes_a_loadable_self_describing_adapter_and_resumes(tmp_path, t
     assert resumed.steps == 2 * steps_one_epoch
     assert [h["step"] for h in resumed.history][: len(first.history)] == [h["step"] for h in first.history]
 
+    reseeded = train(tiny_settings, read_labeled([data]), tmp_path / "seed5", TrainConfig(**{**vars(config), "seed": 5}),
+                     progress=False)
+    reseeded_meta = json.loads((reseeded.adapter_dir / "stancestream.json").read_text())
+    assert reseeded_meta["hyperparameters"]["seed"] == 5
+    assert reseeded_meta["data"]["dev_sha256_16"] == meta["data"]["dev_sha256_16"]  # same dev tweets, other seed
+
 
 def test_top_layer_split_equals_the_plain_forward(tiny_classifier):
     import torch
@@ -93,8 +99,31 @@ def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_setti
     _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.seed)
     assert evaluate(tuned, dev)[0]["macro_f1"] == pytest.approx(result.dev_metrics["macro_f1"])
 
-    reseeded = train(tiny_settings, read_labeled([data]), tmp_path / "seed5", TrainConfig(**{**vars(config), "seed": 5}),
-                     progress=False)
-    reseeded_meta = json.loads((reseeded.adapter_dir / "stancestream.json").read_text())
-    assert reseeded_meta["hyperparameters"]["seed"] == 5
-    assert reseeded_meta["data"]["dev_sha256_16"] == meta["data"]["dev_sha256_16"]  # same dev tweets, other seed
+
+def test_weight_average_is_what_evaluation_sees_and_training_continues_from_the_raw_weights():
+    import torch
+
+    from shared.training import _WeightAverage
+
+    weight = torch.nn.Parameter(torch.zeros(3))
+    average = _WeightAverage([weight], decay=0.5)
+    with torch.no_grad():
+        weight.fill_(1.0)
+    average.update(step=100)  # past the warm-up: shadow = 0.5 * 0 + 0.5 * 1
+    average.swap()
+    assert torch.allclose(weight, torch.full((3,), 0.5))
+    average.swap()
+    assert torch.allclose(weight, torch.ones(3)) and torch.allclose(average.shadow[0], torch.full((3,), 0.5))
+
+
+def test_training_with_a_weight_average_keeps_it_across_a_resume(tmp_path, tiny_settings):
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2,
+                         max_tokens=32, ema_decay=0.9)
+    first = train(tiny_settings, read_labeled([data]), tmp_path / "run", config, progress=False)
+    assert (tmp_path / "run" / "checkpoint" / "average.pt").exists()
+    resumed = train(tiny_settings, read_labeled([data]), tmp_path / "run", TrainConfig(**{**vars(config), "epochs": 2}),
+                    resume=True, progress=False)
+    assert resumed.steps == 2 * first.steps
+    meta = json.loads((resumed.adapter_dir / "stancestream.json").read_text())
+    assert meta["hyperparameters"]["ema_decay"] == 0.9
