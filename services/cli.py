@@ -239,7 +239,6 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return worker_main(settings)
     if args.command == "train":
-
         from shared.training import read_labeled, train
 
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from shared.classifier import (ADAPTER_METADATA, StanceClassifier, hidden_before_layer,
+from shared.classifier import (ADAPTER_METADATA, StanceClassifier, hidden_before_layer, length_buckets,
                                label_logits_from_layer)
 from shared.langid import normalize_lang
 from shared.messages import CATEGORIES, Category
@@ -227,10 +227,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
 
     def dev_probs() -> np.ndarray:
         probs = np.zeros((len(dev_set), len(CATEGORIES)), dtype=np.float32)
-        order = np.argsort([len(s) for s in dev_encoded], kind="stable")
         with torch.no_grad():
-            for at in range(0, len(order), classifier.batch_size):
-                idx = order[at : at + classifier.batch_size]
+            for idx in length_buckets([len(s) for s in dev_encoded], classifier.batch_size):
                 probs[idx] = torch.softmax(batch_logits(dev_inputs, idx).float(), dim=-1).cpu().numpy()
         return probs
     targets_idx = to_indices([ex.label for ex in train_set])
@@ -344,12 +342,9 @@ def _hidden_cache(classifier: StanceClassifier, sequences: list[list[int]], star
     from tqdm.auto import tqdm
 
     out: list = [None] * len(sequences)
-    order = np.argsort([len(s) for s in sequences], kind="stable")
-    batch = classifier.batch_size
     with torch.no_grad(), tqdm(total=len(sequences), desc=f"caching layers <{start}", unit="tweet",
                                disable=not progress, mininterval=2.0) as bar:
-        for at in range(0, len(order), batch):
-            idx = order[at : at + batch]
+        for idx in length_buckets([len(s) for s in sequences], classifier.batch_size):
             ids, mask = classifier.collate([sequences[i] for i in idx])
             hidden = hidden_before_layer(classifier.model, ids, mask, start)
             for row, i in enumerate(idx):
