@@ -63,6 +63,8 @@ class TrainConfig:
     target_modules: str = _option("all-linear", "all-linear, or attention (q, k, v, o projections only)")
     class_weighting: str = _option("sqrt", "loss weight per class: none, sqrt (1/sqrt(frequency)) or balanced "
                                            "(1/frequency)")
+    label_smoothing: float = _option(0.0, "share of each target's probability spread evenly over all four labels "
+                                          "(0 = off): softens the noisy human labels")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
     dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label)")
     dev_seed: int = _option(13, "seed of the dev split; apart from --seed so runs with other seeds are scored on "
@@ -77,6 +79,11 @@ class TrainConfig:
     train_layers: int | None = _option(None, "LoRA on the top N decoder layers only; the layers below are run "
                                              "once per tweet and cached (much faster on CPU)")
     limit: int | None = _option(None, "train on the first N examples only (smoke tests)")
+
+    def __post_init__(self):
+        for name in ("label_smoothing", "ema_decay"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass
@@ -290,7 +297,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         idx = orders[epoch][batch_no * config.batch_size : (batch_no + 1) * config.batch_size]
         logits = batch_logits(train_inputs, idx).float()
         labels = torch.as_tensor(targets_idx[idx], device=logits.device)
-        loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights)
+        loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights,
+                                               label_smoothing=config.label_smoothing)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()

@@ -127,3 +127,24 @@ def test_training_with_a_weight_average_keeps_it_across_a_resume(tmp_path, tiny_
     assert resumed.steps == 2 * first.steps
     meta = json.loads((resumed.adapter_dir / "stancestream.json").read_text())
     assert meta["hyperparameters"]["ema_decay"] == 0.9
+
+
+def test_label_smoothing_reaches_the_loss_and_out_of_range_values_are_refused(tmp_path, tiny_settings, capsys):
+    from safetensors.torch import load_file
+
+    from services.cli import main
+
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32)
+    plain = train(tiny_settings, read_labeled([data]), tmp_path / "plain", config, progress=False)
+    smooth = train(tiny_settings, read_labeled([data]), tmp_path / "smooth",
+                   TrainConfig(**{**vars(config), "label_smoothing": 0.2}), progress=False)
+    weights = [load_file(r.adapter_dir / "adapter_model.safetensors") for r in (plain, smooth)]
+    assert weights[0].keys() == weights[1].keys()
+    assert any(not weights[0][k].equal(weights[1][k]) for k in weights[0])
+    meta = json.loads((smooth.adapter_dir / "stancestream.json").read_text())
+    assert meta["hyperparameters"]["label_smoothing"] == 0.2
+
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--label-smoothing", "1.5"]) == 2
+    assert "--label-smoothing must be in [0, 1), got 1.5" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
