@@ -245,8 +245,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = train(settings, read_labeled(args.data), args.out, config, sources=[str(p) for p in args.data],
                        version=args.version, resume=args.resume)
         dev = result.dev_metrics
-        print(f"adapter: {result.adapter_dir}  steps {result.steps}  {result.seconds / 60:.1f} min  "
-              f"dev accuracy {dev.get('accuracy', 0):.3f}  macro-F1 {dev.get('macro_f1', 0):.3f}")
+        scores = (f"dev accuracy {dev['accuracy']:.3f}  macro-F1 {dev['macro_f1']:.3f}" if dev
+                  else "no dev split (--dev-fraction 0): the final weights were kept")
+        print(f"adapter: {result.adapter_dir}  steps {result.steps}  {result.seconds / 60:.1f} min  {scores}")
         return 0
     if args.command == "eval":
         from shared.classifier import StanceClassifier

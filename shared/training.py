@@ -66,7 +66,9 @@ class TrainConfig:
     label_smoothing: float = _option(0.0, "share of each target's probability spread evenly over all four labels "
                                           "(0 = off): softens the noisy human labels")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
-    dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label)")
+    dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label); "
+                                        "0 = refit on all of it: no dev scores or early stopping, the final "
+                                        "(averaged) weights are kept")
     dev_seed: int = _option(13, "seed of the dev split; apart from --seed so runs with other seeds are scored on "
                                 "the same dev tweets")
     eval_every: int = _option(40, "optimizer steps between dev evaluations")
@@ -81,7 +83,7 @@ class TrainConfig:
     limit: int | None = _option(None, "train on the first N examples only (smoke tests)")
 
     def __post_init__(self):
-        for name in ("label_smoothing", "ema_decay"):
+        for name in ("label_smoothing", "ema_decay", "dev_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
 
@@ -119,6 +121,8 @@ def read_labeled(paths: list[Path]) -> list[Example]:
 
 def stratified_split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
     """Dev split stratified by (language, label): every stratum keeps its share, at least one example if >= 3."""
+    if fraction <= 0:
+        return list(examples), []
     rng = random.Random(seed)
     strata: dict[tuple[str, Category], list[Example]] = {}
     for ex in examples:
@@ -175,10 +179,11 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     random.seed(config.seed)
     np.random.seed(config.seed)
     train_set, dev_set = stratified_split(examples, config.dev_fraction, config.dev_seed)
+    refit = config.dev_fraction == 0
     if config.limit:
         train_set = train_set[: config.limit]
         dev_set = dev_set[: max(8, config.limit // 4)]
-    if not dev_set or not train_set:
+    if not train_set or (not dev_set and not refit):
         raise ValueError(f"{len(examples)} examples are too few for a dev split stratified by language and label "
                          "(each language × label needs at least 3)")
     if config.translate_train:
@@ -218,10 +223,10 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     weights = torch.tensor(class_weights(train_set, config.class_weighting), dtype=torch.float32,
                            device=classifier.runtime.device)
     encoded = classifier.encode([ex.text for ex in train_set])
-    dev_encoded = classifier.encode([ex.text for ex in dev_set])
+    dev_encoded = classifier.encode([ex.text for ex in dev_set]) if dev_set else []
     if start:  # the frozen layers' output, once per example (see shared/classifier.py)
         train_inputs = _hidden_cache(classifier, encoded, start, progress)
-        dev_inputs = _hidden_cache(classifier, dev_encoded, start, progress)
+        dev_inputs = _hidden_cache(classifier, dev_encoded, start, progress) if dev_set else []
     else:
         train_inputs, dev_inputs = encoded, dev_encoded
 
@@ -310,9 +315,16 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         bar.set_postfix(loss=f"{loss.item():.3f}", epoch=f"{state['step'] / steps_per_epoch:.2f}")
         bar.update(1)
         if state["step"] % config.eval_every == 0 or state["step"] == total_steps:
-            stop = run_eval(state["step"])
+            if refit:
+                _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average)
+            else:
+                stop = run_eval(state["step"])
     bar.close()
-    if not best_dir.exists():
+    if refit:  # nothing to select on: keep the last (averaged) weights
+        if average is not None:
+            average.swap()
+        model.save_pretrained(best_dir)
+    elif not best_dir.exists():
         run_eval(state["step"])
 
     adapter_dir = out / "adapter"

@@ -148,3 +148,29 @@ def test_label_smoothing_reaches_the_loss_and_out_of_range_values_are_refused(tm
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--label-smoothing", "1.5"]) == 2
     assert "--label-smoothing must be in [0, 1), got 1.5" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_refit_without_dev_split_trains_on_everything_and_keeps_the_final_averaged_weights(tmp_path, tiny_settings,
+                                                                                          capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    from services.cli import main
+
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.0, max_tokens=32,
+                         ema_decay=0.5)
+    result = train(tiny_settings, read_labeled([data]), tmp_path / "refit", config, progress=False)
+    meta = json.loads((result.adapter_dir / "stancestream.json").read_text())
+    assert (meta["data"]["train"], meta["data"]["dev"]) == (60, 0)
+    assert result.dev_metrics == {} and meta["history"] == [] and result.steps == 8  # ceil(60 / 8), no early stop
+    # The last checkpoint holds the raw weights and their average; the adapter must be the average.
+    kept = load_file(result.adapter_dir / "adapter_model.safetensors")
+    raw = load_file(tmp_path / "refit" / "checkpoint" / "adapter.safetensors")
+    averaged = torch.load(tmp_path / "refit" / "checkpoint" / "average.pt", weights_only=True)
+    assert sorted(kept) == sorted(raw)
+    assert all(any(t.shape == a.shape and t.equal(a) for t in kept.values()) for a in averaged)
+    assert any(not kept[k].equal(raw[k]) for k in kept)
+
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--dev-fraction", "1"]) == 2
+    assert "--dev-fraction must be in [0, 1), got 1.0" in capsys.readouterr().err
