@@ -3,7 +3,9 @@
 Each tweet is wrapped in a short instruction and the model's next-token scores for the four label words
 (" pro", " anti", " neutral", " unrelated") are read at the last position, in one forward pass per length-sorted
 sub-batch. Only the four rows of the output embedding are multiplied, never the 262k-word vocabulary.
-The same ``label_logits`` serves training and inference, so what is trained is exactly what is served.
+An adapter may bring its own 4-way linear head (``label_head.safetensors``, see ``train --head``) that replaces
+those four rows. The same ``label_logits`` serves training and inference, so what is trained is exactly what is
+served.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ VERBALIZERS: dict[Category, str] = {
     Category.unrelated: " unrelated",
 }
 ADAPTER_METADATA = "stancestream.json"
+LABEL_HEAD_FILE = "label_head.safetensors"
 BASE_VERSION = "base"
 
 
@@ -104,6 +107,7 @@ class StanceClassifier:
         bos = tokenizer.bos_token_id
         self._bos = [bos] if bos is not None else []
         self.label_token_ids = label_token_ids(tokenizer)
+        self.label_head: "torch.nn.Linear | None" = None  # the adapter's own head, if it has one
 
     # -- loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -148,6 +152,7 @@ class StanceClassifier:
         version = check_adapter(adapter_dir, self.model_id)
         if version == self.adapter_version:
             return version
+        head = load_label_head(adapter_dir, _unwrap(self.model)[0].config.hidden_size, self.runtime.device)
         previous = self.adapter_version
         merged = self._unmerge()
         try:
@@ -168,6 +173,7 @@ class StanceClassifier:
             self.model.delete_adapter(previous)
         self.model.eval()
         self.adapter_version = version
+        self.label_head = head
         self._merge()
         log.info("adapter %s -> %s (%s)", previous, version, adapter_dir)
         return version
@@ -211,7 +217,7 @@ class StanceClassifier:
     # -- scoring -------------------------------------------------------------------------------------------
     def label_logits(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor") -> "torch.Tensor":
         """(batch, 4) logits of the label words at each sequence's last real token."""
-        return label_logits(self.model, input_ids, attention_mask, self.label_token_ids)
+        return label_logits(self.model, input_ids, attention_mask, self.label_token_ids, self.label_head)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """(len(texts), 4) probabilities in ``CATEGORIES`` order, one forward pass per length bucket."""
@@ -271,21 +277,25 @@ def _unwrap(model):
     return causal_lm, getattr(causal_lm, causal_lm.base_model_prefix)
 
 
-def label_logits(model, input_ids, attention_mask, token_ids: list[int]):
-    """Hidden state at the last real position times the four label rows of the output embedding."""
+def label_logits(model, input_ids, attention_mask, token_ids: list[int], head=None):
+    """Hidden state at the last real position times the four label rows of the output embedding (or through
+    ``head``, an adapter's own 4-way linear head)."""
     _, backbone = _unwrap(model)
     hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-    return _logits_at_last_token(model, hidden, attention_mask, token_ids)
+    return _logits_at_last_token(model, hidden, attention_mask, token_ids, head)
 
 
-def _logits_at_last_token(model, hidden, attention_mask, token_ids: list[int]):
+def _logits_at_last_token(model, hidden, attention_mask, token_ids: list[int], head=None):
     import torch
 
     causal_lm, _ = _unwrap(model)
     last = attention_mask.sum(dim=1) - 1
     final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    weight = causal_lm.get_output_embeddings().weight[token_ids]
-    logits = final.to(weight.dtype) @ weight.T
+    if head is not None:
+        logits = head(final.to(head.weight.dtype))
+    else:
+        weight = causal_lm.get_output_embeddings().weight[token_ids]
+        logits = final.to(weight.dtype) @ weight.T
     cap = getattr(causal_lm.config, "final_logit_softcapping", None)
     if cap:
         logits = torch.tanh(logits / cap) * cap
@@ -321,7 +331,7 @@ def hidden_before_layer(model, input_ids, attention_mask, start: int):
     return captured["hidden"]
 
 
-def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids: list[int]):
+def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids: list[int], head=None):
     """``label_logits`` for a batch whose residual stream entering layer ``start`` is already known."""
     import torch
     from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
@@ -338,7 +348,55 @@ def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids
         kind = config.layer_types[index]
         hidden = backbone.layers[index](hidden, attention_mask=masks[kind], position_embeddings=rotary[kind],
                                         position_ids=position_ids)
-    return _logits_at_last_token(model, backbone.norm(hidden), attention_mask, token_ids)
+    return _logits_at_last_token(model, backbone.norm(hidden), attention_mask, token_ids, head)
+
+
+# --- an adapter's own label head ------------------------------------------------------------------------------
+
+def new_label_head(model, token_ids: list[int], from_label_words: bool):
+    """A float32 4-way linear head, started from the label words' output rows (so step 0 scores exactly as
+    label-word scoring does) or from torch's default random init."""
+    import torch
+
+    causal_lm, _ = _unwrap(model)
+    rows = causal_lm.get_output_embeddings().weight[token_ids].detach().float()
+    head = torch.nn.Linear(rows.shape[1], len(token_ids)).to(rows.device)
+    if from_label_words:
+        with torch.no_grad():
+            head.weight.copy_(rows)
+            head.bias.zero_()
+    return head
+
+
+def save_label_head(head, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
+              directory / LABEL_HEAD_FILE)
+
+
+def load_label_head(adapter_dir: Path, hidden_size: int, device: str = "cpu"):
+    """The adapter's head, or None when it scores through the label words; ClassifierError if it does not fit."""
+    import torch
+
+    path = adapter_dir / LABEL_HEAD_FILE
+    if not path.exists():
+        return None
+    try:
+        from safetensors.torch import load_file
+
+        tensors = load_file(path)
+        weight, bias = tensors["weight"], tensors["bias"]
+    except Exception as exc:
+        raise ClassifierError(f"label head {path} is unreadable: {exc}") from exc
+    if tuple(weight.shape) != (len(CATEGORIES), hidden_size) or tuple(bias.shape) != (len(CATEGORIES),):
+        raise ClassifierError(f"label head {path} has shape {tuple(weight.shape)}, the model needs "
+                              f"({len(CATEGORIES)}, {hidden_size})")
+    head = torch.nn.Linear(hidden_size, len(CATEGORIES))
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    return head.to(device).eval()
 
 
 def _nf4_config(compute_dtype):

@@ -1,7 +1,7 @@
 """LoRA fine-tuning of the base model on labeled tweets, with a dev split and early stopping on dev macro-F1.
 
 Training optimises exactly what inference serves: cross-entropy over the four label-word logits at the last
-prompt position (``shared.classifier.label_logits``). The output is a self-describing adapter directory:
+prompt position (``shared.classifier.label_logits``), or over an own 4-way head's logits with ``--head``. The output is a self-describing adapter directory:
 peft's weights and config plus ``stancestream.json`` (base model and hash, labels, data hash and size,
 hyperparameters, library versions, dev metrics, command line).
 """
@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from shared.classifier import (ADAPTER_METADATA, StanceClassifier, hidden_before_layer, length_buckets,
-                               label_logits_from_layer)
+from shared.classifier import (ADAPTER_METADATA, LABEL_HEAD_FILE, StanceClassifier, hidden_before_layer,
+                               label_logits_from_layer, length_buckets, new_label_head, save_label_head)
 from shared.langid import normalize_lang
 from shared.messages import CATEGORIES, Category
 from shared.metrics import per_language, scores, to_indices
@@ -50,6 +50,9 @@ def _option(default, help: str):
     return field(default=default, metadata={"help": help})
 
 
+HEADS = ("label-words", "trained", "fresh")
+
+
 @dataclass
 class TrainConfig:
     """A training recipe; each field is a `stancestream train` option, its help the explanation below."""
@@ -65,6 +68,9 @@ class TrainConfig:
                                            "(1/frequency)")
     label_smoothing: float = _option(0.0, "share of each target's probability spread evenly over all four labels "
                                           "(0 = off): softens the noisy human labels")
+    head: str = _option("label-words", "how the last hidden state becomes four scores: label-words (the label words' "
+                        "rows of the output embedding, not trained), trained (a 4-way linear head started from "
+                        "those rows and trained with the adapter) or fresh (a randomly initialised 4-way head)")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
     dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label); "
                                         "0 = refit on all of it: no dev scores or early stopping, the final "
@@ -83,6 +89,8 @@ class TrainConfig:
     limit: int | None = _option(None, "train on the first N examples only (smoke tests)")
 
     def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
         for name in ("label_smoothing", "ema_decay", "dev_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
@@ -211,7 +219,11 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
                       layers_pattern="layers" if start else None)
     model = get_peft_model(model, lora)
     classifier.model = model
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    head = None
+    if config.head != "label-words":
+        head = new_label_head(model, classifier.label_token_ids, from_label_words=config.head == "trained")
+        classifier.label_head = head
+    trainable = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     average = _WeightAverage(trainable, config.ema_decay) if config.ema_decay else None
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
@@ -233,7 +245,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     def batch_logits(inputs: list, idx) -> "torch.Tensor":
         if start:
             hidden, mask = _pad_hidden([inputs[i] for i in idx], classifier.runtime.device)
-            return label_logits_from_layer(model, hidden, mask, start, classifier.label_token_ids)
+            return label_logits_from_layer(model, hidden, mask, start, classifier.label_token_ids, head)
         ids, mask = classifier.collate([inputs[i] for i in idx])
         return classifier.label_logits(ids, mask)
 
@@ -253,6 +265,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(model, load_file(checkpoint / "adapter.safetensors"))
+        if head is not None:
+            head.load_state_dict(load_file(checkpoint / LABEL_HEAD_FILE))
         optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
         if average is not None:
@@ -265,6 +279,11 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     bar = _progress(total_steps, state["step"], progress)
     best_dir = out / "best"
 
+    def save_adapter(directory: Path) -> None:
+        model.save_pretrained(directory)
+        if head is not None:
+            save_label_head(head, directory)
+
     def run_eval(step: int) -> bool:
         model.eval()
         if average is not None:
@@ -276,13 +295,13 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         improved = metrics["macro_f1"] > state["best_f1"]
         if improved:
             state["best_f1"], state["bad_evals"], state["best_metrics"] = metrics["macro_f1"], 0, metrics
-            model.save_pretrained(best_dir)
+            save_adapter(best_dir)
         else:
             state["bad_evals"] += 1
         if average is not None:
             average.swap()
         model.train()
-        _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average)
+        _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average, head)
         line = (f"step {step}: dev accuracy {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f}"
                 + (" (best)" if improved else ""))
         if progress:
@@ -316,14 +335,14 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         bar.update(1)
         if state["step"] % config.eval_every == 0 or state["step"] == total_steps:
             if refit:
-                _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average)
+                _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average, head)
             else:
                 stop = run_eval(state["step"])
     bar.close()
     if refit:  # nothing to select on: keep the last (averaged) weights
         if average is not None:
             average.swap()
-        model.save_pretrained(best_dir)
+        save_adapter(best_dir)
     elif not best_dir.exists():
         run_eval(state["step"])
 
@@ -340,7 +359,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         "base_model": settings.base_model,
         "base_model_id": classifier.model_id,
         "labels": [label.value for label in CATEGORIES],
-        "prompt": "label-word scoring (shared/classifier.py)",
+        "prompt": "label-word scoring (shared/classifier.py)" if head is None else f"{config.head} label head",
         "data": {"sources": list(sources or []), "sha256_16": data_digest(examples), "examples": len(examples),
                  "train": len(train_set), "dev": len(dev_set), "dev_sha256_16": data_digest(dev_set)},
         "hyperparameters": asdict(config),
@@ -416,13 +435,15 @@ class _WeightAverage:
 
 
 def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict, state_dict_fn,
-                     average: _WeightAverage | None = None) -> None:
+                     average: _WeightAverage | None = None, head=None) -> None:
     import torch
     from safetensors.torch import save_file
 
     tmp = directory.with_name(directory.name + ".partial")
     tmp.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state_dict_fn(model).items()}, tmp / "adapter.safetensors")
+    if head is not None:
+        save_label_head(head, tmp)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     if average is not None:

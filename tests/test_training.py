@@ -174,3 +174,71 @@ def test_refit_without_dev_split_trains_on_everything_and_keeps_the_final_averag
 
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--dev-fraction", "1"]) == 2
     assert "--dev-fraction must be in [0, 1), got 1.0" in capsys.readouterr().err
+
+
+def test_a_label_head_started_from_the_label_words_scores_exactly_as_they_do(tiny_classifier):
+    import torch
+
+    from shared.classifier import label_logits, new_label_head
+
+    c = tiny_classifier
+    ids, mask = c.collate(c.encode(list(TEXTS.values())))
+    head = new_label_head(c.model, c.label_token_ids, from_label_words=True)
+    fresh = new_label_head(c.model, c.label_token_ids, from_label_words=False)
+    with torch.no_grad():
+        words = c.label_logits(ids, mask)
+        torch.testing.assert_close(label_logits(c.model, ids, mask, c.label_token_ids, head), words)
+        assert not torch.allclose(label_logits(c.model, ids, mask, c.label_token_ids, fresh), words)
+
+
+@pytest.mark.parametrize("head", ["trained", "fresh"])
+def test_a_trained_label_head_is_saved_served_and_swapped_out(tmp_path, tiny_settings, tiny_adapter, head):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from shared.classifier import ClassifierError, LABEL_HEAD_FILE
+    from shared.training import evaluate, stratified_split
+
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=2, learning_rate=5e-3, dev_fraction=0.34,
+                         max_tokens=32, train_layers=1, ema_decay=0.5, head=head)
+    result = train(tiny_settings, read_labeled([data]), tmp_path / "run", config, progress=False)
+    saved = load_file(result.adapter_dir / LABEL_HEAD_FILE)
+    served = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
+    rows = served.model.get_output_embeddings().weight[served.label_token_ids]
+    assert saved["weight"].shape == rows.shape and not torch.allclose(saved["weight"], rows)
+    assert torch.equal(served.label_head.weight.detach(), saved["weight"])
+    # The dev score recorded in training (on cached activations, through the head) is the served score.
+    _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.dev_seed)
+    assert evaluate(served, dev)[0]["macro_f1"] == pytest.approx(result.dev_metrics["macro_f1"])
+    texts = list(TEXTS.values())
+    with_head = served.predict_proba(texts)
+
+    # Switching to an adapter without a head scores through the label words again.
+    served.switch_adapter(tiny_adapter)
+    assert served.label_head is None
+    np.testing.assert_allclose(served.predict_proba(texts),
+                               StanceClassifier.load(tiny_settings, adapter=tiny_adapter).predict_proba(texts),
+                               atol=1e-6)
+
+    # A head that does not fit the model is refused before anything switches.
+    broken = tmp_path / "broken"
+    shutil.copytree(result.adapter_dir, broken)
+    meta = json.loads((broken / "stancestream.json").read_text()) | {"version": "broken"}
+    (broken / "stancestream.json").write_text(json.dumps(meta))
+    save_file({"weight": torch.zeros(4, 3), "bias": torch.zeros(4)}, broken / LABEL_HEAD_FILE)
+    served.switch_adapter(result.adapter_dir)
+    with pytest.raises(ClassifierError, match="label head"):
+        served.switch_adapter(broken)
+    assert served.adapter_version == result.adapter_dir.parent.name
+    np.testing.assert_allclose(served.predict_proba(texts), with_head, atol=1e-6)
+
+
+def test_an_unknown_head_is_refused(tmp_path, capsys):
+    from services.cli import main
+
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--head", "mlp"]) == 2
+    assert "--head must be one of label-words, trained, fresh, got 'mlp'" in capsys.readouterr().err
