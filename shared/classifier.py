@@ -375,13 +375,8 @@ def save_label_head(head, directory: Path) -> None:
               directory / LABEL_HEAD_FILE)
 
 
-def load_label_head(adapter_dir: Path, hidden_size: int, device: str = "cpu"):
-    """The adapter's head, or None when it scores through the label words; ClassifierError if it does not fit."""
-    import torch
-
-    path = adapter_dir / LABEL_HEAD_FILE
-    if not path.exists():
-        return None
+def _label_head_tensors(path: Path):
+    """(weight, bias) of a saved head with one row per category; ClassifierError if unreadable or misshapen."""
     try:
         from safetensors.torch import load_file
 
@@ -389,9 +384,22 @@ def load_label_head(adapter_dir: Path, hidden_size: int, device: str = "cpu"):
         weight, bias = tensors["weight"], tensors["bias"]
     except Exception as exc:
         raise ClassifierError(f"label head {path} is unreadable: {exc}") from exc
-    if tuple(weight.shape) != (len(CATEGORIES), hidden_size) or tuple(bias.shape) != (len(CATEGORIES),):
-        raise ClassifierError(f"label head {path} has shape {tuple(weight.shape)}, the model needs "
-                              f"({len(CATEGORIES)}, {hidden_size})")
+    if weight.dim() != 2 or weight.shape[0] != len(CATEGORIES) or tuple(bias.shape) != (len(CATEGORIES),):
+        raise ClassifierError(f"label head {path} has shape {tuple(weight.shape)} / {tuple(bias.shape)}, "
+                              f"not one row per category ({len(CATEGORIES)})")
+    return weight, bias
+
+
+def load_label_head(adapter_dir: Path, hidden_size: int, device: str = "cpu"):
+    """The adapter's head, or None when it scores through the label words; ClassifierError if it does not fit."""
+    import torch
+
+    path = adapter_dir / LABEL_HEAD_FILE
+    if not path.exists():
+        return None
+    weight, bias = _label_head_tensors(path)
+    if weight.shape[1] != hidden_size:
+        raise ClassifierError(f"label head {path} reads {weight.shape[1]} hidden units, the model has {hidden_size}")
     head = torch.nn.Linear(hidden_size, len(CATEGORIES))
     with torch.no_grad():
         head.weight.copy_(weight)
@@ -423,6 +431,8 @@ def check_adapter(adapter_dir: Path, model_id: str | None = None) -> str:
                 raise ValueError("no tensors")
     except Exception as exc:
         raise ClassifierError(f"adapter {adapter_dir} is unreadable: {exc}") from exc
+    if (adapter_dir / LABEL_HEAD_FILE).exists():
+        _label_head_tensors(adapter_dir / LABEL_HEAD_FILE)
     trained_on = metadata.get("base_model_id")
     # Compare weight fingerprints: the same base may be named differently (packaged name, local path).
     if model_id and trained_on and trained_on.rsplit("@", 1)[-1] != model_id.rsplit("@", 1)[-1]:

@@ -198,7 +198,7 @@ def test_a_trained_label_head_is_saved_served_and_swapped_out(tmp_path, tiny_set
     import torch
     from safetensors.torch import load_file, save_file
 
-    from shared.classifier import ClassifierError, LABEL_HEAD_FILE
+    from shared.classifier import LABEL_HEAD_FILE, ClassifierError, check_adapter
     from shared.training import evaluate, stratified_split
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
@@ -234,6 +234,10 @@ def test_a_trained_label_head_is_saved_served_and_swapped_out(tmp_path, tiny_set
         served.switch_adapter(broken)
     assert served.adapter_version == result.adapter_dir.parent.name
     np.testing.assert_allclose(served.predict_proba(texts), with_head, atol=1e-6)
+    # The registry's completeness check reads the head too: a truncated file never gets activated.
+    (broken / LABEL_HEAD_FILE).write_bytes((result.adapter_dir / LABEL_HEAD_FILE).read_bytes()[:40])
+    with pytest.raises(ClassifierError, match="label head .* is unreadable"):
+        check_adapter(broken)
 
 
 def test_an_unknown_head_is_refused(tmp_path, capsys):
