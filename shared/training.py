@@ -71,6 +71,9 @@ class TrainConfig:
     head: str = _option("label-words", "how the last hidden state becomes four scores: label-words (the label words' "
                         "rows of the output embedding, not trained), trained (a 4-way linear head started from "
                         "those rows and trained with the adapter) or fresh (a randomly initialised 4-way head)")
+    train_languages: str = _option("", "train only on these languages, comma-separated (e.g. en or en,es); the dev "
+                                   "split still covers every language, so it measures transfer to the others "
+                                   "(default: all)")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
     dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label); "
                                         "0 = refit on all of it: no dev scores or early stopping, the final "
@@ -188,6 +191,12 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     np.random.seed(config.seed)
     train_set, dev_set = stratified_split(examples, config.dev_fraction, config.dev_seed)
     refit = config.dev_fraction == 0
+    if config.train_languages:
+        keep = {normalize_lang(code) for code in config.train_languages.split(",") if code.strip()}
+        train_set = [ex for ex in train_set if ex.lang in keep]
+        if not train_set:
+            raise ValueError(f"no training examples in {', '.join(sorted(keep))} "
+                             f"(the data has {', '.join(sorted({ex.lang for ex in examples}))})")
     if config.limit:
         train_set = train_set[: config.limit]
         dev_set = dev_set[: max(8, config.limit // 4)]

@@ -246,3 +246,19 @@ def test_an_unknown_head_is_refused(tmp_path, capsys):
     data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "bad"), "--head", "mlp"]) == 2
     assert "--head must be one of label-words, trained, fresh, got 'mlp'" in capsys.readouterr().err
+
+
+def test_training_on_some_languages_keeps_every_language_in_dev(tmp_path, tiny_settings):
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
+    examples = read_labeled([data])
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32,
+                         train_languages="en, in")  # Twitter's `in` is Indonesian, as in the data
+    result = train(tiny_settings, examples, tmp_path / "run", config, progress=False)
+    meta = json.loads((result.adapter_dir / "stancestream.json").read_text())
+    split_train, split_dev = stratified_split(examples, config.dev_fraction, config.dev_seed)
+    assert meta["data"]["train"] == sum(ex.lang in {"en", "id"} for ex in split_train) < len(split_train)
+    assert meta["data"]["dev"] == len(split_dev) and set(result.dev_metrics["per_language"]) == {"en", "es", "id"}
+
+    with pytest.raises(ValueError, match="no training examples in fr \\(the data has en, es, id\\)"):
+        train(tiny_settings, examples, tmp_path / "none", TrainConfig(**{**vars(config), "train_languages": "fr"}),
+              progress=False)
