@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,9 +37,19 @@ VERBALIZERS: dict[Category, str] = {
     Category.neutral: " neutral",
     Category.unrelated: " unrelated",
 }
+_LINK = re.compile(r"https?://\S+|www\.\S+")
+_MENTION = re.compile(r"(?<!\w)@\w+")
+#: What an adapter trained with ``train --normalize-text`` records; the classifier then normalizes every tweet.
+LINKS_AND_MENTIONS = "links-and-mentions"
 ADAPTER_METADATA = "stancestream.json"
 LABEL_HEAD_FILE = "label_head.safetensors"
 BASE_VERSION = "base"
+
+
+def normalize_tweet(text: str) -> str:
+    """Links become ``http`` and @mentions ``@user`` (TweetEval's preprocessing): a t.co link is ~15 tokens of
+    random characters and reply chains stack handles, noise the model would otherwise pay for and memorize."""
+    return _MENTION.sub("@user", _LINK.sub("http", text))
 
 
 class ClassifierError(RuntimeError):
@@ -108,6 +119,7 @@ class StanceClassifier:
         self._bos = [bos] if bos is not None else []
         self.label_token_ids = label_token_ids(tokenizer)
         self.label_head: "torch.nn.Linear | None" = None  # the adapter's own head, if it has one
+        self.text_normalization: str | None = None  # as the adapter was trained
 
     # -- loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -153,6 +165,10 @@ class StanceClassifier:
         if version == self.adapter_version:
             return version
         head = load_label_head(adapter_dir, _unwrap(self.model)[0].config.hidden_size, self.runtime.device)
+        normalization = read_adapter_metadata(adapter_dir).get("text_normalization")
+        if normalization not in (None, LINKS_AND_MENTIONS):
+            raise ClassifierError(f"adapter {adapter_dir} wants text normalization {normalization!r}, "
+                                  f"which this version does not know")
         previous = self.adapter_version
         merged = self._unmerge()
         try:
@@ -174,6 +190,7 @@ class StanceClassifier:
         self.model.eval()
         self.adapter_version = version
         self.label_head = head
+        self.text_normalization = normalization
         self._merge()
         log.info("adapter %s -> %s (%s)", previous, version, adapter_dir)
         return version
@@ -198,6 +215,8 @@ class StanceClassifier:
 
     def encode(self, texts: list[str]) -> list[list[int]]:
         """Token ids of each tweet inside the prompt; only the tweet itself is truncated."""
+        if self.text_normalization == LINKS_AND_MENTIONS:
+            texts = [normalize_tweet(t) for t in texts]
         body = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=self.max_tokens)
         return [self._bos + self._prefix_ids + ids + self._suffix_ids for ids in body["input_ids"]]
 

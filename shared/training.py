@@ -23,8 +23,9 @@ from typing import Callable
 
 import numpy as np
 
-from shared.classifier import (ADAPTER_METADATA, LABEL_HEAD_FILE, StanceClassifier, hidden_before_layer,
-                               label_logits_from_layer, length_buckets, new_label_head, save_label_head)
+from shared.classifier import (ADAPTER_METADATA, LABEL_HEAD_FILE, LINKS_AND_MENTIONS, StanceClassifier,
+                               hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
+                               save_label_head)
 from shared.langid import normalize_lang
 from shared.messages import CATEGORIES, Category
 from shared.metrics import per_language, scores, to_indices
@@ -74,6 +75,8 @@ class TrainConfig:
     train_languages: str = _option("", "train only on these languages, comma-separated (e.g. en or en,es); the dev "
                                    "split still covers every language, so it measures transfer to the others "
                                    "(default: all)")
+    normalize_text: bool = _option(False, "replace links with 'http' and @mentions with '@user' (TweetEval's "
+                                   "preprocessing); recorded in the adapter, so serving does the same")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
     dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label); "
                                         "0 = refit on all of it: no dev scores or early stopping, the final "
@@ -232,6 +235,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     if config.head != "label-words":
         head = new_label_head(model, classifier.label_token_ids, from_label_words=config.head == "trained")
         classifier.label_head = head
+    classifier.text_normalization = LINKS_AND_MENTIONS if config.normalize_text else None
     trainable = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
     average = _WeightAverage(trainable, config.ema_decay) if config.ema_decay else None
@@ -368,6 +372,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         "base_model": settings.base_model,
         "base_model_id": classifier.model_id,
         "labels": [label.value for label in CATEGORIES],
+        "text_normalization": classifier.text_normalization,
         "prompt": "label-word scoring (shared/classifier.py)" if head is None else f"{config.head} label head",
         "data": {"sources": list(sources or []), "sha256_16": data_digest(examples), "examples": len(examples),
                  "train": len(train_set), "dev": len(dev_set), "dev_sha256_16": data_digest(dev_set)},

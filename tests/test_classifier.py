@@ -190,3 +190,11 @@ def test_length_buckets_bound_padding_and_rows_and_cover_every_sequence_once():
     # fixed groups of 16 over the same micro-batch would pad far more
     fixed = [sorted(lengths[:32])[:16], sorted(lengths[:32])[16:]]
     assert sum(max(g) * len(g) for g in fixed) > 1.15 * sum(lengths[:32])
+
+
+def test_normalize_tweet_replaces_links_and_mentions_only():
+    from shared.classifier import normalize_tweet
+
+    tweet = "@a_b @Cd2 Read https://t.co/Xy12AbC and www.example.org/x?y=1 — mail me at me@example.org #refugees"
+    assert normalize_tweet(tweet) == "@user @user Read http and http — mail me at me@example.org #refugees"
+    assert normalize_tweet("no links, no handles") == "no links, no handles"

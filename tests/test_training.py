@@ -262,3 +262,23 @@ def test_training_on_some_languages_keeps_every_language_in_dev(tmp_path, tiny_s
     with pytest.raises(ValueError, match="no training examples in fr \\(the data has en, es, id\\)"):
         train(tiny_settings, examples, tmp_path / "none", TrainConfig(**{**vars(config), "train_languages": "fr"}),
               progress=False)
+
+
+def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp_path, tiny_settings, tiny_adapter):
+    from shared.classifier import normalize_tweet
+    from shared.training import evaluate
+
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32,
+                         normalize_text=True)
+    result = train(tiny_settings, read_labeled([data]), tmp_path / "run", config, progress=False)
+    assert json.loads((result.adapter_dir / "stancestream.json").read_text())["text_normalization"] == \
+        "links-and-mentions"
+    served = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
+    tweet = "@someone look https://t.co/abcdefghij"
+    assert served.encode([tweet]) == served.encode([normalize_tweet(tweet)]) != served.encode([tweet + " more"])
+    _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.dev_seed)
+    assert evaluate(served, dev)[0]["macro_f1"] == pytest.approx(result.dev_metrics["macro_f1"])
+
+    served.switch_adapter(tiny_adapter)  # trained on raw text: served raw text
+    assert served.encode([tweet]) != served.encode([normalize_tweet(tweet)])
