@@ -1,9 +1,10 @@
 """LoRA fine-tuning of the base model on labeled tweets, with a dev split and early stopping on dev macro-F1.
 
 Training optimises exactly what inference serves: cross-entropy over the four label-word logits at the last
-prompt position (``shared.classifier.label_logits``), or over an own 4-way head's logits with ``--head``. The output is a self-describing adapter directory:
-peft's weights and config plus ``stancestream.json`` (base model and hash, labels, data hash and size,
-hyperparameters, library versions, dev metrics, command line).
+prompt position (``shared.classifier.label_logits``), or over an own 4-way head's logits with ``--head``. The
+output is a self-describing adapter directory: peft's weights and config (plus the head, if any) and
+``stancestream.json`` (base model and hash, labels, text normalization, data hash and size, hyperparameters,
+library versions, dev metrics, command line).
 """
 
 from __future__ import annotations
@@ -348,7 +349,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         bar.update(1)
         if state["step"] % config.eval_every == 0 or state["step"] == total_steps:
             if refit:
-                _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average, head)
+                _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average,
+                                 head)
             else:
                 stop = run_eval(state["step"])
     bar.close()
