@@ -165,10 +165,7 @@ class StanceClassifier:
         if version == self.adapter_version:
             return version
         head = load_label_head(adapter_dir, _unwrap(self.model)[0].config.hidden_size, self.runtime.device)
-        normalization = read_adapter_metadata(adapter_dir).get("text_normalization")
-        if normalization not in (None, LINKS_AND_MENTIONS):
-            raise ClassifierError(f"adapter {adapter_dir} wants text normalization {normalization!r}, "
-                                  f"which this version does not know")
+        normalization = read_adapter_metadata(adapter_dir).get("text_normalization")  # known: check_adapter
         previous = self.adapter_version
         merged = self._unmerge()
         try:
@@ -459,4 +456,8 @@ def check_adapter(adapter_dir: Path, model_id: str | None = None) -> str:
     labels = metadata.get("labels")
     if labels and labels != [c.value for c in CATEGORIES]:
         raise ClassifierError(f"adapter {adapter_dir} predicts {labels}, not the four categories")
+    normalization = metadata.get("text_normalization")
+    if normalization not in (None, LINKS_AND_MENTIONS):
+        raise ClassifierError(f"adapter {adapter_dir} wants text normalization {normalization!r}, "
+                              f"which this version does not know")
     return str(metadata.get("version") or adapter_dir.name)

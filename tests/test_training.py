@@ -282,3 +282,17 @@ def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp
 
     served.switch_adapter(tiny_adapter)  # trained on raw text: served raw text
     assert served.encode([tweet]) != served.encode([normalize_tweet(tweet)])
+
+    # A normalization this version does not know is refused by the registry's check and by the swap alike.
+    import shutil
+
+    from shared.classifier import ClassifierError, check_adapter
+
+    future = tmp_path / "future"
+    shutil.copytree(result.adapter_dir, future)
+    meta = json.loads((future / "stancestream.json").read_text()) | {"version": "future", "text_normalization": "emoji"}
+    (future / "stancestream.json").write_text(json.dumps(meta))
+    for attempt in (lambda: check_adapter(future), lambda: served.switch_adapter(future)):
+        with pytest.raises(ClassifierError, match="text normalization 'emoji'"):
+            attempt()
+    assert served.encode([tweet]) != served.encode([normalize_tweet(tweet)])  # the raw-text adapter still serves
