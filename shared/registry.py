@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from shared.classifier import ADAPTER_METADATA, BASE_VERSION, check_adapter, read_adapter_metadata
+from shared.errors import StancestreamError
 from shared.messages import utcnow
 from shared.store.clickhouse import Store, as_utc_datetime
 
@@ -24,7 +25,7 @@ _VERSION = re.compile(r"^v(\d+)$")
 COLUMNS = ("version", "parent", "path", "status", "replaced", "metrics", "reason", "created_at", "updated_at")
 
 
-class RegistryError(RuntimeError):
+class RegistryError(StancestreamError):
     """A registry operation that cannot be done (unknown version, nothing to roll back to, …)."""
 
 
@@ -76,6 +77,21 @@ class AdapterRegistry:
             if record.version == version:
                 return record
         raise RegistryError(f"no adapter {version!r} in the registry (see `stancestream adapters list`)")
+
+    def servable(self, version: str, announced_path: str | None = None) -> AdapterRecord:
+        """The record of ``version`` if a worker may load it: the active version, its directory the registry's
+        own ``root/version`` (symlinks resolved, so it cannot point elsewhere) and, when an event announced a
+        path, that same directory. RegistryError says why not."""
+        record = self.get(version)
+        if record.status is not AdapterStatus.active:
+            raise RegistryError(f"{version} is {record.status.value} in the registry, not active")
+        root = self.root.resolve()
+        path = Path(record.path).resolve()
+        if path != (root / version).resolve() or root not in path.parents:
+            raise RegistryError(f"{version}'s directory {record.path} is not {root / version}")
+        if announced_path is not None and Path(announced_path).resolve() != path:
+            raise RegistryError(f"the event names {announced_path}, the registry {record.path}")
+        return record
 
     def active(self) -> AdapterRecord | None:
         active = [r for r in self.records() if r.status is AdapterStatus.active]

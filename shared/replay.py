@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from shared.errors import StancestreamError
 from shared.feed import read_feed
 from shared.langid import detect_languages
 from shared.messages import Tweet, utcnow
@@ -32,7 +33,7 @@ RUN_COLUMNS = ("run_id", "adapter_version", "adapter_path", "source", "since", "
                "status", "message", "started_at", "updated_at")
 
 
-class ReplayError(RuntimeError):
+class ReplayError(StancestreamError):
     pass
 
 
@@ -138,7 +139,8 @@ def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 
                     ahead = started + at / rate - time.monotonic()
                     if ahead > 0:
                         time.sleep(ahead)
-                messages = [InboundMessage(t.model_dump_json().encode(), "replay", 0, i) for i, t in enumerate(chunk)]
+                messages = [InboundMessage(t.model_dump_json().encode(), "replay", 0, at + i, origin=f"replay:{plan.run_id}:{t.id}")
+                            for i, t in enumerate(chunk)]
                 sink.write(processor.classify(messages))
                 done += len(chunk)
                 bar.update(len(chunk))

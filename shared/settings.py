@@ -6,6 +6,7 @@ Two variables keep their conventional names because deployments already set them
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 
@@ -29,6 +30,11 @@ class Dtype(str, Enum):
     fp32 = "fp32"
 
 
+class BrokerStorage(str, Enum):
+    memory = "memory"  # fastest; gone when `run` ends
+    durable = "durable"  # on disk under data_dir/broker; survives kill -9
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -49,6 +55,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("CLICKHOUSE_URL", "STANCESTREAM_CLICKHOUSE_URL"),
         description="ClickHouse server, e.g. http://user:pass@host:8123/db; unset: embedded chDB under data_dir",
     )
+    broker_storage: BrokerStorage = Field(
+        BrokerStorage.memory,
+        description="the embedded broker keeps messages in `memory` (lost when `run` ends) or `durable` "
+                    "(on disk under data_dir/broker: survives kill -9, ~10x slower produce)",
+    )
     data_dir: Path = Field(Path("var"), description="embedded ClickHouse data and run state")
     cache_dir: Path = Field(
         Path.home() / ".cache" / "stancestream", description="converted base models (safetensors)"
@@ -63,10 +74,37 @@ class Settings(BaseSettings):
     # --- batching -------------------------------------------------------------------------------------------
     batch_size: int = Field(32, ge=1, description="most tweets per micro-batch")
     batch_max_wait_s: float = Field(0.5, gt=0, description="longest wait for a micro-batch to fill")
-    sink_retries: int = Field(5, ge=0, description="ClickHouse write retries before the worker stops")
+    sink_retries: int = Field(5, ge=0, description="ClickHouse write retries before `worker` stops (`run` retries forever)")
     dlq_max_invalid_ratio: float = Field(
         0.5, gt=0, le=1, description="stop the worker if more than this share of the last 1000 messages is invalid"
     )
+
+    # --- input limits ---------------------------------------------------------------------------------------
+    # A message breaking one of these is dead-lettered with the reason; none of them can stop the worker.
+    max_message_bytes: int = Field(
+        262_144, ge=1024, le=900_000,
+        description="largest message accepted (bytes); larger feed lines are dead-lettered by the feeder "
+                    "(Kafka's default produce limit is 1,000,000 bytes)",
+    )
+    max_text_chars: int = Field(10_000, ge=1, le=10_000, description="longest tweet or label text (characters)")
+    max_json_depth: int = Field(32, ge=2, le=1000, description="deepest JSON nesting accepted (a tweet needs 1)")
+    created_at_min: datetime = Field(
+        datetime(2006, 3, 21, tzinfo=timezone.utc),
+        description="earliest accepted created_at / labeled_at (Twitter's first tweet); must be after 1970",
+    )
+    created_at_max_ahead_s: float = Field(
+        86_400, ge=0, description="latest accepted created_at: this many seconds after now (clock skew)"
+    )
+
+    @field_validator("created_at_min")
+    @classmethod
+    def _in_clickhouse_range(cls, value: datetime) -> datetime:
+        # toStartOfHour() turns DateTime64 into DateTime, whose range is 1970..2106: outside it, rows land in
+        # wrong (clamped) hourly buckets.
+        value = value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        if not datetime(1970, 1, 1, tzinfo=timezone.utc) <= value <= datetime(2100, 1, 1, tzinfo=timezone.utc):
+            raise ValueError("created_at_min must lie between 1970 and 2100 (ClickHouse DateTime range)")
+        return value
 
     # --- model ----------------------------------------------------------------------------------------------
     base_model: str = Field(

@@ -16,14 +16,15 @@ from datetime import datetime
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from shared.errors import StancestreamError
 from shared.broker import EmbeddedBroker
 from shared.classifier import StanceClassifier
 from shared.hotswap import AdapterWatcher, announcer
 from shared.labels import LabelSink
 from shared.messages import utcnow
-from shared.pipeline import TweetBatchProcessor
+from shared.pipeline import InputLimits, TweetBatchProcessor
 from shared.registry import AdapterRegistry
-from shared.settings import Settings
+from shared.settings import BrokerStorage, Settings
 from shared.store import Store, open_store
 from shared.store.gateway import QueryGateway
 from shared.store.migrations import migrate
@@ -35,7 +36,7 @@ from shared.topics import CommittedOffsets, Topics, ensure_topics
 log = logging.getLogger(__name__)
 
 
-class StackError(RuntimeError):
+class StackError(StancestreamError):
     pass
 
 
@@ -44,6 +45,7 @@ class Stack:
     settings: Settings
     allow_embedded_broker: bool = True
     run_trainer: bool = False  # the embedded stack also runs the trainer on its schedule
+    retry_store_forever: bool = False  # see build_worker: the embedded stack must not stop on store errors
     classifier: StanceClassifier | None = None  # injected by tests; loaded from settings otherwise
     started_at: datetime = field(default_factory=utcnow)
     broker: EmbeddedBroker | None = None
@@ -64,7 +66,9 @@ class Stack:
             if not self.allow_embedded_broker:
                 raise StackError("KAFKA_BOOTSTRAP is not set: point the worker at a Kafka cluster")
             status("starting the embedded broker (Tansu)")
-            self.broker = EmbeddedBroker(log_file=settings.data_dir / "broker.log").start()
+            durable = settings.broker_storage is BrokerStorage.durable
+            self.broker = EmbeddedBroker(log_file=settings.data_dir / "broker.log",
+                                         storage_dir=settings.data_dir / "broker" if durable else None).start()
             settings = self.settings = settings.model_copy(update={"kafka_bootstrap": self.broker.bootstrap})
         status("opening ClickHouse")
         self.store = open_store(settings, prefer_gateway=False)
@@ -76,6 +80,8 @@ class Stack:
         self.registry = AdapterRegistry(self.store, settings.adapters_dir)
         await asyncio.to_thread(self.registry.seed, settings.adapter)
         active = await asyncio.to_thread(self.registry.active)
+        if active is not None:  # the same check as a hot-swap: only the registry's own directory is loaded
+            active = await asyncio.to_thread(self.registry.servable, active.version)
         adapter = Path(active.path) if active else None
         model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
         if self.classifier is None:
@@ -87,11 +93,12 @@ class Stack:
         status("starting the worker")
         self.telemetry = Telemetry().serve(settings)
         self.telemetry.serving(self.classifier.adapter_version)
-        self._app, self.stats = build_worker(settings, TweetBatchProcessor(self.classifier),
+        self._app, self.stats = build_worker(settings, TweetBatchProcessor(self.classifier, limits=InputLimits.of(settings)),
                                              ClickHouseSink(self.store), LabelSink(self.store), model_thread,
-                                             self.telemetry)
+                                             self.telemetry, retry_forever=self.retry_store_forever,
+                                             broker_epoch=self.broker.epoch if self.broker else "")
         await self._app.start()
-        self.watcher.follow(self.classifier, model_thread, self.stats, self.telemetry)
+        self.watcher.follow(self.classifier, model_thread, self.stats, self.telemetry, self.registry)
         if self.run_trainer and settings.trainer_embedded:
             from shared.trainer import Trainer, run_schedule
 

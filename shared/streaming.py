@@ -16,6 +16,7 @@ and commits nothing of the batch: a restart re-reads it, and ReplacingMergeTree 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +24,10 @@ from dataclasses import dataclass, field
 
 import faust
 
+from shared.faults import fault_point
 from shared.labels import LabelBatchProcessor, LabelSink
-from shared.pipeline import ClassificationSink, InboundMessage, InvalidRatioGuard, TweetBatchProcessor
+from shared.pipeline import (ClassificationSink, InboundMessage, InputLimits, InvalidRatioGuard, TweetBatchProcessor,
+                             origin_of)
 from shared.settings import Settings
 from shared.telemetry import Telemetry
 from shared.topics import Topics, physical
@@ -40,6 +43,8 @@ class WorkerStats:
     labels: int = 0
     adapter_switches: int = 0
     adapter_failures: int = 0
+    conflicting_ids: int = 0  # dead-lettered: their id was already taken by another text
+    store_error: str | None = None  # the last failed ClickHouse write, until one succeeds
     failure: BaseException | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -66,10 +71,18 @@ def faust_app(settings: Settings) -> faust.App:
 
 def build_worker(
     settings: Settings, processor: TweetBatchProcessor, sink: ClassificationSink, label_sink: LabelSink,
-    model_thread: ThreadPoolExecutor, telemetry: Telemetry,
+    model_thread: ThreadPoolExecutor, telemetry: Telemetry, retry_forever: bool = False, broker_epoch: str = "",
 ) -> tuple[faust.App, WorkerStats]:
     """The worker's Faust app: the ``classify`` agent and the ``labels`` agent. The classifier runs only in
-    ``model_thread``, which also performs adapter switches, so a switch always falls between two batches."""
+    ``model_thread``, which also performs adapter switches, so a switch always falls between two batches.
+
+    ``retry_forever``: never give up on a ClickHouse write. The embedded stack wants that: stopping would take
+    its in-memory broker, and every message it holds, down with it. A production worker stops instead and
+    lets its supervisor restart it, the batch still uncommitted in Kafka.
+
+    ``broker_epoch``: set for an in-memory broker, whose offsets start again at 0 after a restart. A message
+    without the feeder's origin header is then known by its coordinates *in this epoch*, so that its dead
+    letter cannot replace one from an earlier run."""
     app = faust_app(settings)
 
     def topic(name: Topics) -> faust.TopicT:
@@ -78,19 +91,21 @@ def build_worker(
     raw, classified, dlq, labels = topic(Topics.raw), topic(Topics.classified), topic(Topics.dlq), topic(Topics.labels)
     stats = WorkerStats()
     guard = InvalidRatioGuard(settings.dlq_max_invalid_ratio)
-    label_processor = LabelBatchProcessor()
+    label_processor = LabelBatchProcessor(InputLimits.of(settings))
 
     async def write_durably(write, batch) -> None:
         delay = 0.5
-        for attempt in range(settings.sink_retries + 1):
+        for attempt in itertools.count(1):
             try:
                 await asyncio.to_thread(write, batch)
+                stats.store_error = None
                 return
             except Exception as exc:
-                if attempt == settings.sink_retries:
+                stats.store_error = str(exc)
+                if attempt > settings.sink_retries and not retry_forever:
                     raise
-                log.warning("ClickHouse write failed (attempt %d/%d), retrying in %.1fs: %s",
-                            attempt + 1, settings.sink_retries + 1, delay, exc)
+                log.warning("ClickHouse write failed (attempt %d%s), retrying in %.1fs: %s", attempt,
+                            "" if retry_forever else f"/{settings.sink_retries + 1}", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -98,9 +113,13 @@ def build_worker(
         deliveries = []
         for c in classifications:
             deliveries.append(await classified.send(key=c.tweet_id.encode(), value=c.model_dump_json().encode()))
+            fault_point("during_publish")
         for d in dead_letters:
             deliveries.append(await dlq.send(key=None, value=d.model_dump_json().encode()))
         await asyncio.gather(*deliveries)
+
+    def ephemeral_origin(message) -> str:
+        return f"kafka@{broker_epoch}:{message.topic}:{message.partition}:{message.offset}" if broker_epoch else ""
 
     async def durable_batches(stream, handle) -> None:
         """Hand each micro-batch to ``handle``; ack its events only once ``handle`` returned."""
@@ -111,7 +130,8 @@ def build_worker(
         async for events in batches.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
             messages = [
                 InboundMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
-                               e.message.timestamp and int(e.message.timestamp * 1000))
+                               e.message.timestamp and int(e.message.timestamp * 1000),
+                               origin_of(e.message.headers) or ephemeral_origin(e.message))
                 for e in events
             ]
             try:
@@ -124,19 +144,34 @@ def build_worker(
                 stats.failure = exc
                 stats.stopped.set()
                 await asyncio.Event().wait()
+            fault_point("before_ack")
             for event in events:  # durable and published: now the offsets may be committed
                 await batches.ack(event)
+
+    async def stored_texts(ids: list[str]) -> dict[str, str]:
+        """The duplicate-id check's lookup of the texts already stored under ``ids``; retried like a write."""
+        found: dict[str, str] = {}
+        lookup = getattr(sink, "stored_text_digests", None)
+        if ids and lookup is not None:
+            await write_durably(lambda batch: found.update(lookup(batch)), ids)
+        return found
 
     async def classify_batch(messages: list[InboundMessage]) -> None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
-        result = await loop.run_in_executor(model_thread, processor.classify, messages)
+        parsed = await loop.run_in_executor(model_thread, processor.parse, messages)
+        result = await loop.run_in_executor(model_thread, processor.classify_parsed, parsed,
+                                            await stored_texts(parsed.ids))
         guard.check(result)
+        fault_point("before_insert")
         await write_durably(sink.write, result)
+        fault_point("after_insert")
         await publish(result.classifications, result.dead_letters)
         stats.batches += 1
         stats.tweets += len(result.classifications)
         stats.dead_letters += len(result.dead_letters)
+        stats.conflicting_ids += result.conflicting_ids
+        telemetry.conflicting_ids.inc(result.conflicting_ids)
         telemetry.batches.inc()
         telemetry.batch_seconds.observe(time.perf_counter() - started)
         telemetry.tweets.inc(len(result.classifications))

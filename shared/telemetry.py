@@ -24,6 +24,9 @@ class Telemetry:
         self.batches = Counter("stancestream_batches", "Micro-batches processed", registry=r)
         self.dead_letters = Counter("stancestream_dead_letters", "Messages refused to the dead-letter topic",
                                     ["topic"], registry=r)
+        self.conflicting_ids = Counter("stancestream_conflicting_ids",
+                                       "Tweets dead-lettered because their id was already taken by another text",
+                                       registry=r)
         self.labels = Counter("stancestream_labels", "Human labels stored", registry=r)
         self.batch_seconds = Histogram("stancestream_batch_seconds",
                                        "Classify + ClickHouse write + produce time of one micro-batch",

@@ -10,7 +10,7 @@ import pytest
 
 from shared.settings import Settings
 
-DATA_TABLES = ("tweets", "classifications", "classifications_hourly", "dead_letters", "labels", "holdout", "adapters",
+DATA_TABLES = ("tweets", "classifications", "dead_letters", "labels", "holdout", "adapters",
                "adapter_runs", "replay_runs")
 
 

@@ -57,12 +57,12 @@ def known_store(store):
                             for t, lang, label in (("e1", "en", "anti"), ("e7", "en", "anti"), ("d2", "de", "anti"))],
                  ("tweet_id", "text", "lang", "label", "annotator", "labeled_at", "ingested_at"))
     now = datetime.now(UTC)
-    store.insert("dead_letters", [("tweets.raw", 0, 1, "not JSON: Expecting value", "x", now - timedelta(hours=1)),
-                                  ("tweets.raw", 0, 2, "not JSON: Expecting ','", "y", now - timedelta(hours=2)),
-                                  ("tweets.labels", 1, 7, "invalid label: label: Input should be 'neutral'", "z",
-                                   now - timedelta(hours=3)),
-                                  ("tweets.raw", 1, 3, "not JSON: old", "w", now - timedelta(days=2))],
-                 DEAD_LETTER_COLUMNS)
+    letters = [("tweets.raw", 0, 1, "not JSON: Expecting value", "x", now - timedelta(hours=1)),
+               ("tweets.raw", 0, 2, "not JSON: Expecting ','", "y", now - timedelta(hours=2)),
+               ("tweets.labels", 1, 7, "invalid label: label: Input should be 'neutral'", "z", now - timedelta(hours=3)),
+               ("tweets.raw", 1, 3, "not JSON: old", "w", now - timedelta(days=2))]
+    store.insert("dead_letters", [row + (f"kafka:{row[0]}:{row[1]}:{row[2]}",) for row in letters],
+                 DEAD_LETTER_COLUMNS[:7])
     store.insert("adapters", [("v1", None, "/r/v1", "retired", None, "{}", "replaced by v2", datetime(2026, 11, 1, tzinfo=UTC),
                                datetime(2026, 11, 15, tzinfo=UTC)),
                               ("v2", "v1", "/r/v2", "active", "v1", "{}", "gate passed", datetime(2026, 11, 15, tzinfo=UTC),

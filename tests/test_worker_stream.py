@@ -53,9 +53,9 @@ def test_failed_insert_is_not_committed_and_is_redelivered(broker, clean_store, 
     settings = stream_settings(broker, store_dir, sink_retries=1)
 
     async def scenario():
+        stack = await Stack(settings, classifier=tiny_classifier).start()  # migrate would re-create the table
         clean_store.command("RENAME TABLE classifications TO classifications_away")
         try:
-            stack = await Stack(settings, classifier=tiny_classifier).start()
             try:
                 report = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings),
                                             iter(tweets(20, "f")), FeedReport())

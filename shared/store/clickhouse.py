@@ -14,10 +14,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from shared.errors import StancestreamError
 from shared.settings import Settings
 
 
-class StoreError(RuntimeError):
+class StoreError(StancestreamError):
     """ClickHouse could not be reached or refused a statement."""
 
 
@@ -44,10 +45,36 @@ class Store(Protocol):
 class ClickHouseStore:
     """A clickhouse-connect client; calls are serialised because a chDB session is not thread-safe."""
 
-    def __init__(self, client: Any, description: str):
+    def __init__(self, client: Any, description: str, dsn: str | None = None, lock: threading.Lock | None = None):
         self._client = client
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
+        self._dsn = dsn
+        self._reader: ClickHouseStore | None = None
         self.description = description
+
+    def read_only(self) -> "ClickHouseStore":
+        """A second session on the same ClickHouse opened with ``readonly=1`` (ClickHouse then refuses writes,
+        DDL, SET and file/url table functions itself), for ad-hoc SQL (``shared.store.sqlpolicy``). It shares
+        this store's lock: one chDB engine, one call at a time; max_execution_time bounds how long a query can
+        hold the worker's writes back."""
+        with self._lock:
+            if self._reader is None:
+                import clickhouse_connect
+
+                if self._dsn is None:
+                    raise StoreError("this store cannot open a read-only session")
+                # readonly last: it forbids later SETs. A server user that is read-only already (the compose
+                # analyst) may not change either setting: its own profile then does the job.
+                for settings in ({"max_execution_time": 60, "readonly": 1}, {"readonly": 1}, {}):
+                    try:
+                        client = clickhouse_connect.get_client(dsn=self._dsn, settings=settings)
+                        break
+                    except Exception as exc:
+                        failure = exc
+                else:
+                    raise StoreError(f"cannot open a read-only session: {str(failure).strip()}")
+                self._reader = ClickHouseStore(client, f"{self.description} (read-only)", lock=self._lock)
+            return self._reader
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> QueryResult:
         with self._lock:
@@ -77,6 +104,8 @@ class ClickHouseStore:
 
     def close(self) -> None:
         with self._lock:
+            if self._reader is not None:
+                self._reader._client.close()
             self._client.close()
 
 
@@ -97,17 +126,17 @@ def open_store(settings: Settings, *, prefer_gateway: bool = True) -> Store:
             client = clickhouse_connect.get_client(dsn=url)
         except Exception as exc:
             raise StoreError(f"cannot connect to ClickHouse at {_redact(url)}: {exc}") from exc
-        return ClickHouseStore(client, f"ClickHouse server {_redact(url)}")
+        return ClickHouseStore(client, f"ClickHouse server {_redact(url)}", dsn=url)
 
     chdb_dir = settings.chdb_dir.resolve()
     if chdb_dir in _OWNED_CHDB:  # chDB allows one session per process: share it
         return _OWNED_CHDB[chdb_dir]
     if prefer_gateway:
-        from shared.store.gateway import GatewayStore, advertised_gateway
+        from shared.store.gateway import GatewayStore, advertised_stack
 
-        address = advertised_gateway(settings.data_dir)
-        if address is not None:
-            return GatewayStore(address)
+        stack = advertised_stack(settings.data_dir)
+        if stack is not None:
+            return GatewayStore(stack["address"], stack.get("token"))
     chdb_dir.mkdir(parents=True, exist_ok=True)
     try:
         client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_dir}")
@@ -117,7 +146,7 @@ def open_store(settings: Settings, *, prefer_gateway: bool = True) -> Store:
             f"cannot open the embedded ClickHouse in {chdb_dir}: {str(exc).strip()}"
             + (f" (it is held by process {holder}, which serves no gateway)" if holder else "")
         ) from exc
-    store = ClickHouseStore(client, f"embedded chDB in {chdb_dir}")
+    store = ClickHouseStore(client, f"embedded chDB in {chdb_dir}", dsn=f"chdb://{chdb_dir}")
     _OWNED_CHDB[chdb_dir] = store
     (settings.data_dir / "owner.pid").write_text(str(os.getpid()))
     return store

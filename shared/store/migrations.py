@@ -1,21 +1,34 @@
 """Numbered, reversible DDL migrations from ``schemas/migrations`` (``NNNN_name.up.sql`` / ``.down.sql``).
 
-Applied in order at start-up; ``schema_migrations`` records what ran, so applying is idempotent.
+Applied in order at start-up; ``schema_migrations`` records what ran, so applying is idempotent. A table or
+view that an applied migration created but that is gone (``DROP TABLE dead_letters``) is re-created: its
+CREATE and the later ALTERs of it run again, with a warning. When everything is in place, ``migrate`` runs
+no DDL at all, so a user with only SELECT and INSERT rights (the compose workers) can call it.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.errors import StancestreamError
 from shared.store.clickhouse import Store
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
+_OBJECT = r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?((?:[`\"]?\w+[`\"]?\.)?[`\"]?\w+[`\"]?)"
+_CREATES = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?(?:TABLE|VIEW|MATERIALIZED\s+VIEW|DICTIONARY)\s+" + _OBJECT,
+                      re.IGNORECASE)
+_DROPS = re.compile(r"^DROP\s+(?:TABLE|VIEW|DICTIONARY)\s+" + _OBJECT, re.IGNORECASE)
+_ALTERS = re.compile(r"^ALTER\s+TABLE\s+" + _OBJECT, re.IGNORECASE)
+_EXCHANGES = re.compile(r"^EXCHANGE\s+TABLES\s+" + _OBJECT + r"\s+AND\s+" + _OBJECT, re.IGNORECASE)
+_RENAMES = re.compile(r"^RENAME\s+TABLE\s+(.+)$", re.IGNORECASE | re.DOTALL)
+log = logging.getLogger(__name__)
 
 
-class MigrationError(RuntimeError):
+class MigrationError(StancestreamError):
     pass
 
 
@@ -51,18 +64,22 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 def applied(store: Store) -> set[int]:
-    store.command(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (number UInt32, name String, applied_at DateTime DEFAULT now())"
-        " ENGINE = MergeTree ORDER BY number"
-    )
+    if not store.query("EXISTS TABLE schema_migrations").scalar():  # no DDL when it exists: see the docstring
+        store.command(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (number UInt32, name String, applied_at DateTime DEFAULT"
+            " now()) ENGINE = MergeTree ORDER BY number"
+        )
     return {row[0] for row in store.query("SELECT number FROM schema_migrations").rows}
 
 
 def migrate(store: Store, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply every migration not yet recorded; return the ones applied now."""
+    """Re-create what applied migrations created but is missing, then apply every migration not yet recorded.
+
+    Returns the migrations that ran now, in full or to re-create something."""
     done = applied(store)
-    ran = []
-    for migration in discover(directory):
+    migrations = discover(directory)
+    ran = _heal(store, [m for m in migrations if m.number in done])
+    for migration in migrations:
         if migration.number in done:
             continue
         for statement in migration.statements("up"):
@@ -70,6 +87,60 @@ def migrate(store: Store, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
         store.insert("schema_migrations", [(migration.number, migration.name)], ["number", "name"])
         ran.append(migration)
     return ran
+
+
+def schema_objects(migrations: list[Migration] | None = None) -> dict[str, list[tuple[Migration, str]]]:
+    """The tables and views ``migrations`` (default: all) leave behind, each with the statements that shape it
+    now: its CREATE and the ALTERs after it, under the name it has now. DROP, RENAME and EXCHANGE are followed
+    (a table rebuilt as ``t_new`` and exchanged with ``t`` is re-created from ``t_new``'s CREATE)."""
+    objects: dict[str, list[tuple[Migration, str]]] = {}
+    for migration in discover() if migrations is None else migrations:
+        for statement in migration.statements("up"):
+            if match := _CREATES.match(statement):
+                objects[_bare(match[1])] = [(migration, statement)]
+            elif match := _ALTERS.match(statement):
+                objects.get(_bare(match[1]), []).append((migration, statement))
+            elif match := _DROPS.match(statement):
+                objects.pop(_bare(match[1]), None)
+            elif match := _EXCHANGES.match(statement):
+                a, b = _bare(match[1]), _bare(match[2])
+                objects[a], objects[b] = objects.get(b, []), objects.get(a, [])
+            elif match := _RENAMES.match(statement):
+                for pair in match[1].split(","):
+                    old, _, new = pair.partition(" TO ")
+                    objects[_bare(new.strip())] = objects.pop(_bare(old.strip()), [])
+    return {name: steps for name, steps in objects.items() if steps}
+
+
+def _heal(store: Store, done: list[Migration]) -> list[Migration]:
+    """Re-create each missing object from its statements, renamed to the name it has now."""
+    expected = schema_objects(done)
+    existing = {row[0] for row in store.query("SELECT name FROM system.tables WHERE database = currentDatabase()").rows}
+    missing = sorted(name for name in expected if name not in existing)
+    if not missing:
+        return []
+    healed: list[Migration] = []
+    for name in missing:
+        for migration, statement in expected[name]:
+            store.command(_renamed(statement, name))
+            if migration not in healed:
+                healed.append(migration)
+    log.warning("re-created %s: missing although migrations %s had created them", ", ".join(missing),
+                ", ".join(f"{m.number:04d}_{m.name}" for m in sorted(healed, key=lambda m: m.number)))
+    return sorted(healed, key=lambda m: m.number)
+
+
+def _renamed(statement: str, name: str) -> str:
+    """``statement`` (a CREATE or an ALTER) aimed at ``name``; a CREATE also gets IF NOT EXISTS."""
+    match = _CREATES.match(statement) or _ALTERS.match(statement)
+    head = statement[:match.start(1)]
+    if statement.upper().startswith("CREATE") and not re.search(r"IF\s+NOT\s+EXISTS\s*$", head, re.IGNORECASE):
+        head += "IF NOT EXISTS "
+    return head + name + statement[match.end(1):]
+
+
+def _bare(name: str) -> str:
+    return name.split(".")[-1].strip("`\"")
 
 
 def rollback(store: Store, to: int, directory: Path = MIGRATIONS_DIR) -> list[Migration]:

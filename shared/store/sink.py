@@ -11,7 +11,8 @@ CLASSIFICATION_COLUMNS = (
     "tweet_id", "adapter_version", "model_id", "lang", "lang_confidence", "topic", "stance", "label",
     "p_pro", "p_anti", "p_neutral", "p_unrelated", "tweet_created_at", "classified_at", "latency_ms", "replay_run",
 )
-DEAD_LETTER_COLUMNS = ("source_topic", "partition", "offset", "reason", "payload", "failed_at")
+DEAD_LETTER_COLUMNS = ("source_topic", "partition", "offset", "reason", "payload", "failed_at", "origin",
+                       "payload_bytes", "payload_sha256")
 
 
 class ClickHouseSink:
@@ -41,7 +42,17 @@ class ClickHouseSink:
         )
         write_dead_letters(self.store, result.dead_letters)
 
+    def stored_text_digests(self, ids: list[str]) -> dict[str, str]:
+        """The duplicate-id check's lookup: tweet id -> SHA-256 (hex) of the text stored under it, for ``ids``."""
+        if not ids:
+            return {}
+        rows = self.store.query("SELECT id, lower(hex(SHA256(text))) FROM tweets FINAL WHERE id IN {ids:Array(String)}",
+                                {"ids": list(ids)}).rows
+        return {tweet_id: digest for tweet_id, digest in rows}
+
 
 def write_dead_letters(store: Store, dead_letters: list[DeadLetter]) -> None:
-    store.insert("dead_letters", [(d.source_topic, d.partition, d.offset, d.reason, d.payload, d.failed_at)
-                                  for d in dead_letters], DEAD_LETTER_COLUMNS)
+    """Dead letters are keyed on (source_topic, origin): the same message refused again replaces its row."""
+    store.insert("dead_letters", [(d.source_topic, d.partition, d.offset, d.reason, d.payload, d.failed_at,
+                                   d.origin or f"kafka:{d.source_topic}:{d.partition}:{d.offset}", d.payload_bytes,
+                                   d.payload_sha256) for d in dead_letters], DEAD_LETTER_COLUMNS)
