@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-slow schemas clean
+.PHONY: setup demo test test-unit test-slow schemas clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The inner loop: tests/unit only (no broker, no store, no training runs), in well under a minute.
+test-unit: setup
+	$(BIN)/python -m pytest -m "not integration"
 
 test-slow: setup
 	$(BIN)/python -m pytest --run-slow -m slow

@@ -1,14 +1,30 @@
-"""Shared fixtures: a tiny local model, and ONE embedded ClickHouse (chDB) for the whole session.
+"""Shared fixtures: a tiny local model, ONE embedded ClickHouse (chDB) and ONE Tansu broker for the whole session;
+and the markers that say which tests need them.
 
 chDB opens a single data directory per process, so every test that needs ClickHouse uses ``store`` (migrated
 once) or ``clean_store`` (the same store with the data tables emptied).
+
+Tiers by folder: ``unit/`` runs in-process against neither broker nor store (``pytest -m "not integration"``,
+the inner loop); ``integration/`` uses the real broker, store or training; ``e2e/`` runs the ``stancestream``
+command as a user does (marked ``integration`` and ``e2e``). A test opts in to infrastructure with a marker
+(``kafka``, ``clickhouse``, ``model``); using a fixture of that kind without its marker is a collection error.
+The helper modules beside this file (``tiny_model``, ``labeled``, ``streams``, ``poison``, ``reliability_log``)
+are importable from every folder: pytest puts this folder on ``sys.path`` for its conftest.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from shared.settings import Settings
+
+TESTS = Path(__file__).resolve().parent
+#: The markers of each folder's tests.
+TIER_MARKERS = {"unit": (), "integration": ("integration",), "e2e": ("integration", "e2e")}
+#: The infrastructure a fixture brings: a test that uses it (directly or through another fixture) carries the marker.
+FIXTURE_MARKERS = {"broker": "kafka", "store_dir": "clickhouse", "tiny_model_dir": "model"}
 
 DATA_TABLES = ("tweets", "classifications", "dead_letters", "labels", "holdout", "adapters",
                "adapter_runs", "replay_runs")
@@ -19,6 +35,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    problems = []
+    for item in items:
+        tier = item.path.relative_to(TESTS).parts[0]
+        if tier not in TIER_MARKERS:
+            problems.append(f"{item.nodeid}: put it under one of {', '.join(f'tests/{t}/' for t in TIER_MARKERS)}")
+            continue
+        for name in TIER_MARKERS[tier]:
+            item.add_marker(name)
+        marked = {mark.name for mark in item.iter_markers()}
+        missing = sorted({FIXTURE_MARKERS[f] for f in item.fixturenames if f in FIXTURE_MARKERS} - marked)
+        if missing:
+            problems.append(f"{item.nodeid}: uses {' and '.join(missing)}: mark it "
+                            + ", ".join(f"pytest.mark.{name}" for name in missing))
+        if tier == "unit" and marked & {"kafka", "clickhouse"}:
+            problems.append(f"{item.nodeid}: needs a broker or a store: move it to tests/integration/")
+    if problems:
+        raise pytest.UsageError("test markers:\n" + "\n".join(problems))
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="slow: loads the real base model (use --run-slow)")

@@ -28,6 +28,8 @@ from shared.store.gateway import GatewayStore, QueryGateway
 from shared.store.migrations import migrate
 from shared.store.sqlpolicy import QueryRefused, run_adhoc
 
+pytestmark = pytest.mark.clickhouse
+
 SECRET = "gateway-security-secret-7f3a"
 
 
@@ -391,6 +393,7 @@ def _refused(telemetry) -> float:
     return telemetry.registry.get_sample_value("stancestream_adapter_switches_total", {"outcome": "refused"}) or 0
 
 
+@pytest.mark.model
 def test_hot_swap_loads_only_the_registrys_directory_of_the_active_version(swap, tmp_path, caplog):
     from shared.hotswap import apply_event
     from shared.messages import AdapterAction, AdapterEvent
@@ -421,6 +424,8 @@ def test_hot_swap_loads_only_the_registrys_directory_of_the_active_version(swap,
     assert classifier.adapter_version == "v1" and stats.adapter_switches == 1 and _refused(telemetry) == 4
 
 
+@pytest.mark.kafka
+@pytest.mark.model
 def test_hot_swap_through_the_topic_refuses_a_path_outside_the_registry(swap, broker, store_dir):
     from shared.hotswap import AdapterWatcher, publish_adapter_event
     from shared.messages import AdapterAction, AdapterEvent

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import json
 import re
 from datetime import datetime, timedelta, timezone
@@ -23,7 +22,9 @@ from shared.topics import Topics, physical
 from shared.training import TrainConfig, read_labeled, train
 from streams import TEXTS, stream_settings, tweets, wait_committed
 
-DOC = (Path(__file__).resolve().parents[1] / "docs" / "queries.md").read_text()
+pytestmark = [pytest.mark.clickhouse, pytest.mark.model]
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "queries.md").read_text()
 Q3 = dict(re.findall(r"^### (Q\d+)\..*?```sql\n(.*?)```", DOC, flags=re.S | re.M))["Q3"]
 LAST_YEAR = datetime(2025, 6, 1, tzinfo=timezone.utc)
 
@@ -50,6 +51,7 @@ def untrained_adapter(tiny_settings, tmp_path_factory):
                  version="v2", progress=False).adapter_dir
 
 
+@pytest.mark.kafka
 def test_replay_1000_archived_tweets_with_v2_while_the_live_stream_runs(
         broker, clean_store, store_dir, tiny_settings, tiny_adapter, untrained_adapter, tmp_path):
     settings = stream_settings(broker, store_dir, tiny_settings, partitions=1, registry_dir=tmp_path / "registry")
@@ -121,33 +123,3 @@ def test_replay_resumes_an_interrupted_run_without_repeating_tweets(clean_store,
     counts = clean_store.query("SELECT tweet_id, count() FROM classifications WHERE replay_run = {r:String} "
                                "GROUP BY tweet_id", {"r": plan.run_id}).rows
     assert len(counts) == 100 and all(n == 1 for _, n in counts)  # each tweet classified once by the run
-
-
-def test_replay_cli_from_gzipped_hourly_files_with_language_and_time_filters(tmp_path, tiny_model_dir, tiny_adapter):
-    from test_cli_stack import _cli, _env
-
-    env = _env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
-    hours = []
-    for h in range(3):  # one file per hour, as research archives are kept
-        start = LAST_YEAR + timedelta(hours=h)
-        lines = [json.dumps({"id": f"h{h}-{i}", "text": text, "created_at": (start + timedelta(minutes=i)).isoformat()})
-                 for i, text in enumerate(["Refugees are welcome in our city", "Los migrantes llegan a la frontera",
-                                           "Close the border now, no more migrants"])]
-        path = tmp_path / f"archive-{h:02d}.jsonl.gz"
-        with gzip.open(path, "wt") as handle:
-            handle.write("\n".join(lines + ["{broken"]) + "\n")
-        hours.append(str(path))
-    args = ["replay", "--since", "2025-06-01T01:00:00Z", "--lang", "en", "--adapter", "v1"]
-    for path in hours:
-        args += ["--from-file", path]
-    result = _cli(*args, env=env)
-    assert result.returncode == 0, result.stderr
-    run_id = result.stdout.split(":")[0]
-    # hours 1 and 2, English only: two tweets per hour
-    assert f"{run_id}: 4/4 tweets classified with v1" in result.stdout
-    status = json.loads(_cli("replay", "status", "--json", env=env).stdout)
-    assert [(s["run_id"], s["status"], s["done"]) for s in status] == [(run_id, "done", 4)]
-    assert "3 invalid archive line(s) skipped" in status[0]["message"]
-    ids = _cli("sql", "SELECT tweet_id FROM classifications FINAL WHERE replay_run = {r:String} ORDER BY tweet_id",
-               "--param", f"r={run_id}", "--format", "csv", env=env).stdout.split()[1:]
-    assert ids == ["h1-0", "h1-2", "h2-0", "h2-2"]

@@ -27,6 +27,8 @@ from shared.trainer import Trainer, gate
 from shared.training import TrainConfig
 from streams import read_topic, stream_settings, tweet_record, tweets, until, wait_committed
 
+pytestmark = [pytest.mark.clickhouse, pytest.mark.model]
+
 
 def _versions(store) -> dict[str, list[int]]:
     """Tweet sequence numbers classified by each adapter version (rows, not FINAL: duplicates would show)."""
@@ -52,6 +54,7 @@ def test_gate_rules_macro_f1_margin_and_per_language_drop():
     assert not ok and reason.startswith("language de (n=25)")
 
 
+@pytest.mark.kafka
 def test_labels_latest_label_wins_and_invalid_labels_are_dead_lettered(broker, clean_store, store_dir, tiny_settings,
                                                                        tmp_path):
     settings = stream_settings(broker, store_dir, tiny_settings, registry_dir=tmp_path / "registry")
@@ -81,6 +84,7 @@ def test_labels_latest_label_wins_and_invalid_labels_are_dead_lettered(broker, c
     assert len(dead) == 3
 
 
+@pytest.mark.kafka
 def test_hot_swap_trainer_promotes_v2_and_the_running_worker_switches_mid_stream(
         broker, clean_store, store_dir, tiny_settings, tiny_adapter, tmp_path):
     # One partition: the stream's order is the tweets' sequence numbers, so "mid-stream" is checkable. The gate
@@ -185,6 +189,7 @@ def test_gate_skips_a_cycle_when_too_few_labels_are_new(clean_store, store_dir, 
     assert clean_store.query("SELECT decision FROM adapter_runs").rows == [("skipped",)]
 
 
+@pytest.mark.kafka
 def test_rollback_from_the_cli_restores_the_previous_adapter_in_running_workers(
         broker, clean_store, store_dir, tiny_settings, tiny_adapter, tmp_path, monkeypatch):
     from services import cli
@@ -223,6 +228,7 @@ def test_rollback_from_the_cli_restores_the_previous_adapter_in_running_workers(
         registry.rollback()  # v1 replaced no earlier version
 
 
+@pytest.mark.kafka
 def test_hot_swap_refuses_a_corrupt_or_foreign_adapter_and_keeps_serving(
         broker, clean_store, store_dir, tiny_settings, tiny_adapter, tmp_path):
     settings = stream_settings(broker, store_dir, tiny_settings, registry_dir=tmp_path / "registry")
@@ -257,26 +263,6 @@ def test_hot_swap_refuses_a_corrupt_or_foreign_adapter_and_keeps_serving(
         classifier.switch_adapter(corrupt)
     with pytest.raises(ClassifierError, match="trained on other-model"):
         classifier.switch_adapter(foreign)
-
-
-def test_trainer_once_cli_gates_and_promotes_then_adapters_list(tmp_path, tiny_model_dir, tiny_adapter):
-    """`labels import` and `trainer --once` as separate processes on a fresh embedded store (no stack running)."""
-    from test_cli_stack import _cli, _env
-
-    env = _env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter),
-                                            "STANCESTREAM_TRAINER_MIN_NEW_LABELS": "40",
-                                            "STANCESTREAM_GATE_MAX_F1_DROP": "1", "STANCESTREAM_GATE_MAX_LANG_DROP": "1"}
-    labels = write_labeled_csv(tmp_path / "labels.csv", n_per_cell=4)
-    imported = _cli("labels", "import", str(labels), env=env)
-    assert imported.returncode == 0 and "stored 48 label(s), dead-lettered 0" in imported.stdout, imported.stderr
-    once = _cli("trainer", "--once", env=env, timeout=300)
-    assert once.returncode == 0, once.stderr
-    assert once.stdout.startswith("v2 promoted: holdout macro-F1"), once.stdout
-    listed = json.loads(_cli("adapters", "list", "--json", env=env).stdout)
-    assert [(a["version"], a["status"]) for a in listed] == [("v1", "retired"), ("v2", "active")]
-    assert listed[1]["metrics"]["holdout"]["n"] > 0
-    again = _cli("trainer", "--once", env=env)  # no new labels since: skipped, printed
-    assert again.returncode == 0 and "skipped: 0 new label(s)" in again.stdout
 
 
 def test_labels_import_keys_rows_with_a_shared_mangled_id_by_their_text(clean_store, store_dir, tiny_settings, tmp_path):

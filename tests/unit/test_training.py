@@ -11,6 +11,8 @@ from labeled import CATEGORIES, TEXTS, write_labeled_csv as _write_csv
 from shared.classifier import StanceClassifier
 from shared.training import TrainConfig, read_labeled, stratified_split, train
 
+pytestmark = pytest.mark.model
+
 
 def test_read_labeled_normalises_languages_and_rejects_bad_rows(tmp_path):
     examples = read_labeled([_write_csv(tmp_path / "ok.csv")])

@@ -14,7 +14,9 @@ import pytest
 from shared.dashboard import make_server
 from shared.store.sink import CLASSIFICATION_COLUMNS
 
-ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
+pytestmark = pytest.mark.clickhouse
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "out" / "test-artifacts"
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 DAY1, DAY2 = NOW - timedelta(days=2), NOW - timedelta(days=1)
 LABELS = {"pro": "pro-immigration", "anti": "anti-immigration", "neutral": "neutral", "unrelated": "unrelated"}

@@ -46,6 +46,7 @@ def test_invalid_ratio_guard_stops_only_past_its_limit():
         guard.check(BatchResult(dead_letters=[object()] * 10))
 
 
+@pytest.mark.model
 def test_eval_writes_metrics_report_and_plots(tmp_path, tiny_classifier):
     data = tmp_path / "labeled.csv"
     labels = ["pro-immigration", "anti-immigration", "neutral", "unrelated"]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from shared.store.sink import CLASSIFICATION_COLUMNS
+
+pytestmark = pytest.mark.clickhouse
 
 T0 = datetime(2026, 11, 5, 9, 10, tzinfo=timezone.utc)
 

@@ -1,100 +1,30 @@
-"""Poison input: no message can stop the worker or the feeder, a dead letter always fits the broker, and nothing
-is silently rewritten (invalid UTF-8 is refused, not replaced; a tweet id keeps its first text).
-
-The corpus below goes through ``parse_message`` (unit tests), through the feeder from a file, and — mixed with valid
-tweets — through the real feeder, the real Tansu broker, the real worker and the real chDB.
+"""Poison input through the code that must survive it, in-process: ``parse_message`` (the bounds), dead letters
+(bounded, identified, never rewritten), the batch processor (one message never fails a batch) and the feeder
+reading files (no line can stop a feed). The same corpus through the real broker, worker and chDB:
+``tests/integration/test_poison_stream.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import json
 import os
-import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from reliability_log import record
-from shared.feed import FeedError, FeedRecord, FeedReport, _key_of_json, feed_id, produce_feed, read_feed
-from shared.labels import LabelBatchProcessor, LabelFileError, import_labels, read_label_file
+from poison import LIMIT, POISON, line, with_extra, write_lines
+from shared.feed import FeedError, _key_of_json, feed_id, read_feed
+from shared.labels import LabelBatchProcessor
 from shared.messages import DEAD_LETTER_PREFIX_BYTES, DeadLetter, Label
 from shared.pipeline import (
     InboundMessage, InputLimits, InvalidMessage, TweetBatchProcessor, json_nesting_exceeds, origin_of,
     parse_message, parse_tweet, text_digest,
 )
 from shared.settings import Settings
-from shared.stack import Stack
-from shared.store.migrations import MIGRATIONS_DIR
-from shared.store.sink import write_dead_letters
-from shared.topics import Topics, physical
-from streams import read_topic, stream_settings, wait_committed
-
-LIMIT = Settings().max_message_bytes
-BROKER_LIMIT = 1_000_000  # Kafka's (and Tansu's) default largest produce request
-
-
-def tweet(i: object, **fields: object) -> dict:
-    return {"id": f"p{i}", "text": f"Refugees welcome here {i}", "created_at": "2026-11-01T10:00:00Z"} | fields
-
-
-def line(i: object, **fields: object) -> bytes:
-    return json.dumps(tweet(i, **fields)).encode()
-
-
-def with_extra(i: object, raw: bytes) -> bytes:
-    """A valid tweet plus a field ``x`` whose JSON text is ``raw``."""
-    return line(i)[:-1] + b', "x": ' + raw + b"}"
-
-
-#: (kind, message bytes, a fragment of the reason). None of these may become a classification.
-POISON: list[tuple[str, bytes, str]] = [
-    ("deep_arrays_10000", b"[" * 10_000 + b"]" * 10_000, "nested deeper"),
-    ("deep_objects_10000", b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested deeper"),
-    ("deep_inside_a_tweet", with_extra(1, b"[" * 5_000 + b"]" * 5_000), "nested deeper"),
-    ("text_of_1_mb", line(2, text="a" * 1_000_000), "message too large"),
-    ("invalid_utf8_in_text", line(3).replace(b"Refugees", b"Refu\xffgees"), "not valid UTF-8 at byte"),
-    ("invalid_utf8_in_key", line(4).replace(b'"text"', b'"te\xc3xt"'), "not valid UTF-8 at byte"),
-    ("lone_surrogate_escaped", line(5).replace(b"Refugees", b"Refu\\ud800gees"), "lone surrogate"),
-    ("overlong_utf8_slash", line(6).replace(b"Refugees", b"Refu\xc0\xafgees"), "not valid UTF-8 at byte"),
-    ("raw_nul_byte", line(7).replace(b"Refugees", b"Refu\x00gees"), "not JSON"),
-    ("escaped_nul", line(8).replace(b"Refugees", b"Refu\\u0000gees"), "NUL"),
-    ("utf8_bom", b"\xef\xbb\xbf" + line(9), "BOM"),
-    ("empty", b"", "not JSON"),
-    ("whitespace_only", b" \t ", "not JSON"),
-    ("json_null", b"null", "expected a JSON object"),
-    ("json_number", b"42", "expected a JSON object"),
-    ("json_string", b'"a tweet"', "expected a JSON object"),
-    ("json_array", json.dumps([tweet(10)]).encode(), "expected a JSON object"),
-    ("nan", with_extra(11, b"NaN"), "NaN"),
-    ("infinity", with_extra(12, b"-Infinity"), "Infinity"),
-    ("float_overflow", with_extra(13, b"1e999"), "out of range"),
-    ("year_9999", line(14, created_at="9999-12-31T23:00:00Z"), "outside the accepted window"),
-    ("year_2300", line(15, created_at="2300-01-01T00:00:00Z"), "outside the accepted window"),
-    ("year_1800", line(16, created_at="1800-01-01T00:00:00Z"), "outside the accepted window"),
-    ("year_1969", line(17, created_at="1969-12-31T23:59:59Z"), "outside the accepted window"),
-    ("next_year", line(18, created_at=f"{datetime.now(timezone.utc).year + 1}-06-01T00:00:00Z"), "outside"),
-    ("garbage_date", line(19, created_at="next tuesday"), "created_at"),
-    ("date_minus_1", line(20, created_at=-1), "not a number"),
-    ("date_epoch_number", line(21, created_at=1_762_000_000), "not a number"),
-    ("missing_fields", json.dumps({"id": "p22"}).encode(), "Field required"),
-    ("wrong_types", json.dumps({"id": "p23", "text": ["a"], "created_at": {"y": 1}}).encode(), "valid string"),
-    ("id_of_65_chars", line(24, id="x" * 65), "at most 64"),
-    ("id_empty", line(25, id=""), "at least 1"),
-    ("id_float", line(26, id=1.5), "id: Input should be a valid string"),
-    ("id_bool", line(27, id=True), "id: Input should be a valid string"),
-    ("text_whitespace_only", line(28, text=" \n\t "), "text"),
-    ("id_huge_integer", line(29).replace(b'"p29"', b"9" * 70), "at most 64"),
-    ("integer_of_5000_digits", with_extra(30, b"7" * 5_000), "not JSON"),
-    ("duplicate_keys", b'{"id": "p31", "text": "a", "text": "b", "created_at": "2026-11-01T10:00:00Z"}',
-     "duplicate key 'text'"),
-    ("text_over_10000_chars", line(32, text="word " * 2_001), "10000"),
-    ("truncated_json", line(33)[:-5], "not JSON"),
-]
 
 
 # --- parse_message: the bounds ---------------------------------------------------------------------------------
@@ -294,11 +224,6 @@ def test_the_key_function_survives_every_poison_line():
     assert _key_of_json(b'{"id": "' + b"x" * 65 + b'"}') is None
 
 
-def write_lines(path: Path, lines: list[bytes], opener=open) -> Path:
-    with opener(path, "wb") as handle:
-        handle.write(b"\n".join(lines) + b"\n")
-    return path
-
 
 def test_the_feeder_passes_every_poison_line_through_as_it_is(tmp_path):
     # The corpus minus what is not a line (a blank line is skipped; an embedded newline would split it).
@@ -407,184 +332,6 @@ def test_an_unterminated_quote_in_the_csv_header_is_a_feed_error(tmp_path):
     path.write_bytes(b'id,"text\nc1,hello\n')
     with pytest.raises(FeedError, match="line 1"):
         list(read_feed(str(path)))
-
-
-# --- labels: a malformed CSV imports nothing ------------------------------------------------------------------
-
-
-LABELS_HEADER = b"id,lang,label,text\n"
-
-
-@pytest.mark.parametrize(("body", "message"), [
-    (b'l1,en,pro-immigration,"fine"\nl2,en,anti-immigration,"unterminated\nl3,en,neutral,text\n',
-     "line 3: unterminated quoted field; nothing imported"),
-    (b"l1,en,pro-immigration,fine\nl2,en,neutral\n", "line 3: 3 fields where the header has 4; nothing imported"),
-    (b"l1,en,pro-immigration,fi\xffne\n", "line 2: not valid UTF-8 at byte 24; nothing imported"),
-])
-def test_a_malformed_label_csv_names_the_line_and_imports_nothing(tmp_path, clean_store, store_dir, body, message):
-    path = tmp_path / "labels.csv"
-    path.write_bytes(LABELS_HEADER + body)
-    with pytest.raises(LabelFileError) as info:
-        list(read_label_file(str(path)))
-    assert str(info.value) == f"{path}: {message}"
-    with pytest.raises(LabelFileError):
-        import_labels(Settings(data_dir=store_dir), str(path))
-    assert clean_store.query("SELECT count() FROM labels").scalar() == 0
-
-
-def test_a_label_csv_with_multiline_texts_imports_every_row(tmp_path, clean_store, store_dir):
-    path = tmp_path / "labels.csv"
-    path.write_bytes(LABELS_HEADER + b'l1,en,pro-immigration,"two\nlines"\nl2,en,neutral,plain\n')
-    result = import_labels(Settings(data_dir=store_dir), str(path))
-    assert (result.sent, result.stored, result.dead_lettered) == (2, 2, 0)
-    assert clean_store.query("SELECT tweet_id, text FROM labels FINAL ORDER BY tweet_id").rows == [
-        ("l1", "two\nlines"), ("l2", "plain")]
-
-
-# --- the migration, on real chDB --------------------------------------------------------------------------------
-
-
-def migration_sql(direction: str, database: str) -> list[str]:
-    """0004's statements with its tables qualified by ``database`` (so the session's tables are not touched)."""
-    text = (MIGRATIONS_DIR / f"0004_dead_letter_bounds.{direction}.sql").read_text()
-    text = "\n".join(x for x in text.splitlines() if not x.lstrip().startswith("--"))
-    text = re.sub(r"\b(dead_letters(?:_000[34])?)\b", rf"{database}.\1", text)
-    return [s.strip() for s in text.split(";") if s.strip()]
-
-
-def test_migration_0004_rekeys_dead_letters_and_keeps_every_row(store):
-    db = "poison_migration"
-    store.command(f"DROP DATABASE IF EXISTS {db}")
-    store.command(f"CREATE DATABASE {db}")
-    try:
-        old = (MIGRATIONS_DIR / "0001_core_tables.up.sql").read_text()
-        create = old[old.index("CREATE TABLE IF NOT EXISTS dead_letters"):].split(";")[0]
-        store.command(create.replace("dead_letters", f"{db}.dead_letters"))
-        failed = datetime(2026, 11, 1, tzinfo=timezone.utc)
-        store.insert(f"{db}.dead_letters", [("tweets.raw", 0, 5, "not JSON", "oops", failed),
-                                            ("tweets.raw", 1, 5, "bad date", "{}", failed)],
-                     ("source_topic", "partition", "offset", "reason", "payload", "failed_at"))
-        for statement in migration_sql("up", db):
-            store.command(statement)
-        rows = store.query(f"SELECT origin, partition, offset, payload, payload_bytes, payload_sha256 "
-                           f"FROM {db}.dead_letters FINAL ORDER BY origin").rows
-        assert rows == [("kafka:tweets.raw:0:5", 0, 5, "oops", 4, hashlib.sha256(b"oops").hexdigest()),
-                        ("kafka:tweets.raw:1:5", 1, 5, "{}", 2, hashlib.sha256(b"{}").hexdigest())]
-        key = store.query("SELECT sorting_key FROM system.tables WHERE database = {d:String} AND name = "
-                          "'dead_letters'", {"d": db}).scalar()
-        assert key == "source_topic, origin"
-        # Same Kafka coordinates, different origins (a restarted in-memory broker): two rows, not one.
-        store.insert(f"{db}.dead_letters", [("tweets.raw", 0, 5, "r", "a", failed, "f1:1", 1, ""),
-                                            ("tweets.raw", 0, 5, "r", "b", failed, "f1:2", 1, ""),
-                                            ("tweets.raw", -1, -1, "too large", "c", failed, "f1:3", 9, "")],
-                     ("source_topic", "partition", "offset", "reason", "payload", "failed_at", "origin",
-                      "payload_bytes", "payload_sha256"))
-        assert store.query(f"SELECT count() FROM {db}.dead_letters FINAL").scalar() == 5
-        for statement in migration_sql("down", db):
-            store.command(statement)
-        assert store.query(f"SELECT count() FROM {db}.dead_letters FINAL").scalar() == 3  # what the old key sees
-        assert store.query("SELECT count() FROM system.tables WHERE database = {d:String}", {"d": db}).scalar() == 1
-    finally:
-        store.command(f"DROP DATABASE IF EXISTS {db}")
-
-
-# --- everything together: feeder → Tansu → worker → chDB -------------------------------------------------------
-
-
-def test_poison_mixed_with_tweets_through_the_real_stream(broker, clean_store, store_dir, tiny_classifier, tmp_path):
-    settings = stream_settings(broker, store_dir)
-    clean_store.insert("tweets", [("stored-1", "the first text", datetime(2026, 11, 1, tzinfo=timezone.utc), None,
-                                   None, None, None, datetime.now(timezone.utc))],
-                       ("id", "text", "created_at", "platform_lang", "author_id", "country", "source", "ingested_at"))
-    valid = [line(f"v{i}") for i in range(80)]
-    poison = [v for _, v, _ in POISON if v.strip() and b"\n" not in v]
-    huge = b'{"id": "h1", "text": "' + b"z" * 2_000_000 + b'", "created_at": "2026-11-01T10:00:00Z"}'
-    conflicts = [line("x", id="stored-1", text="a rewrite of history"), line("x", id="pv3", text="another text")]
-    redeliveries = [line("x", id="stored-1", text="  the first text "), line("v5")]
-    lines = valid[:40] + poison + [huge] + conflicts + redeliveries + valid[40:]
-    path = write_lines(tmp_path / "mixed.jsonl", lines)
-    # Under the broker's limit but over ours: produced by another producer, refused by the worker.
-    direct = FeedRecord(None, line("d", text="b" * 600_000), origin="other-producer:1")
-    feeder_refused = [v for v in lines if len(v) > LIMIT]  # the 1 MB text and the 2 MB line
-    expected_dead = len(poison) + 1 + len(conflicts) + 1
-    expected_ids = {f"pv{i}" for i in range(80)} | {"stored-1"}
-    topic = physical(Topics.raw, settings)
-
-    async def feed(stack: Stack) -> tuple[FeedReport, FeedReport]:
-        report = await produce_feed(settings.kafka_bootstrap, topic, read_feed(str(path)), FeedReport(),
-                                    dead_letter_sink=lambda letters: write_dead_letters(clean_store, letters))
-        other = await produce_feed(settings.kafka_bootstrap, topic, iter([direct]), FeedReport(),
-                                   max_message_bytes=BROKER_LIMIT - 1000)
-        await wait_committed(stack, report)
-        await wait_committed(stack, other)
-        return report, other
-
-    async def scenario():
-        stack = await Stack(settings, classifier=tiny_classifier).start()
-        try:
-            first = await feed(stack)
-            counts = dead_letter_counts()
-            second = await feed(stack)  # the same file again: new Kafka offsets, the same origins
-            dlq = await read_topic(settings, Topics.dlq, 2 * expected_dead)
-        finally:
-            await stack.stop()
-        return stack, first, counts, second, dlq
-
-    def dead_letter_counts() -> tuple[int, int]:
-        return tuple(clean_store.query("SELECT count(), uniqExact(origin) FROM dead_letters FINAL").rows[0])
-
-    stack, (first, other), counts, (second, _), dlq = asyncio.run(scenario())
-
-    assert stack.stats.failure is None and stack.stats.batches > 0  # the worker never stopped
-    for report in (first, second):
-        assert report.sent + report.dead_lettered == len(lines)
-        assert report.dead_lettered == len(feeder_refused) == 2
-    assert other.sent == 1
-    # Lines in = classified + dead-lettered, for both rounds, and in ClickHouse (FINAL).
-    fed = 2 * (len(lines) + 1)
-    assert stack.stats.tweets + stack.stats.dead_letters + first.dead_lettered + second.dead_lettered == fed
-    assert stack.stats.dead_letters + first.dead_lettered + second.dead_lettered == 2 * expected_dead
-    assert counts == (expected_dead, expected_dead)
-    assert dead_letter_counts() == counts  # re-fed: each bad line replaced its own row, none was added
-    assert set(r[0] for r in clean_store.query("SELECT tweet_id FROM classifications FINAL").rows) == expected_ids
-    assert clean_store.query("SELECT count() FROM classifications FINAL").scalar() == len(expected_ids)
-
-    letters = clean_store.query("SELECT origin, reason, payload, payload_bytes, payload_sha256, partition "
-                                "FROM dead_letters FINAL").dicts()
-    assert all(d["reason"].strip() for d in letters)
-    source = feed_id(str(path))
-    originals = {f"{source}:{n}": value.strip() for n, value in enumerate(lines, start=1)}
-    originals[direct.origin] = direct.value
-    assert {d["origin"] for d in letters} <= set(originals)  # durable identity from the feeder's header
-    for d in letters:
-        original = originals[d["origin"]]
-        assert d["payload_bytes"] == len(original), d
-        assert d["payload_sha256"] == hashlib.sha256(original).hexdigest(), d  # the bytes as fed, not rewritten
-        assert len(d["payload"].encode()) <= 3 * DEAD_LETTER_PREFIX_BYTES
-    by_size = {d["payload_bytes"]: d for d in letters}
-    for refused in feeder_refused:
-        assert by_size[len(refused)]["partition"] == -1
-        assert by_size[len(refused)]["reason"] == f"message too large: {len(refused)} bytes (limit {LIMIT})"
-    assert by_size[len(direct.value)]["reason"] == f"message too large: {len(direct.value)} bytes (limit {LIMIT})"
-    assert by_size[len(direct.value)]["partition"] >= 0  # this one went through the broker and the worker
-
-    # Every DLQ message on the broker is small; the id conflicts were refused and counted; history kept.
-    assert len(dlq) == 2 * expected_dead and max(len(v) for v in dlq) < min(LIMIT, BROKER_LIMIT)
-    assert all(DeadLetter.model_validate_json(v).reason for v in dlq)
-    assert stack.stats.conflicting_ids == 2 * len(conflicts)
-    classified = clean_store.query("SELECT count() FROM classifications FINAL").scalar()
-    rollup = clean_store.query("SELECT sum(tweets) FROM classifications_hourly").scalar()
-    record(f"poison corpus ({len(POISON)} kinds) mixed with 80 tweets, fed twice",
-           "`read_feed` + `produce_feed` of one JSONL file through Tansu to the worker, plus a 600 KB message from "
-           "another producer", len(lines) + 1, len(expected_ids), expected_dead,
-           {"classified": classified, "rollup": rollup, "dead_letters": dead_letter_counts()[0]},
-           f"worker never stopped; 2 over-limit lines refused by the feeder; {len(conflicts)} conflicting ids and "
-           f"{len(redeliveries)} same-text redeliveries; the second feed replaced every dead letter by its origin")
-    assert stack.telemetry.conflicting_ids._value.get() == 2 * len(conflicts)
-    conflict_reasons = [d["reason"] for d in letters if d["reason"].startswith("conflicting duplicate id")]
-    assert len(conflict_reasons) == len(conflicts)
-    assert clean_store.query("SELECT id, text FROM tweets FINAL WHERE id IN ('stored-1', 'pv3') ORDER BY id").rows \
-        == [("pv3", "Refugees welcome here v3"), ("stored-1", "the first text")]
 
 
 def test_csv_lines_over_the_limit_are_refused_as_the_worker_words_it(tmp_path):

@@ -10,7 +10,9 @@ import pytest
 
 from shared.store.sink import CLASSIFICATION_COLUMNS, DEAD_LETTER_COLUMNS, TWEET_COLUMNS
 
-DOC = (Path(__file__).resolve().parents[1] / "docs" / "queries.md").read_text()
+pytestmark = pytest.mark.clickhouse
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "queries.md").read_text()
 QUERIES = dict(re.findall(r"^### (Q\d+)\..*?```sql\n(.*?)```", DOC, flags=re.S | re.M))
 UTC = timezone.utc
 LIVE_AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)

@@ -12,22 +12,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from commands import REPO, cli_env, run_cli
 
-
-def _env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STANCESTREAM_", "KAFKA_", "CLICKHOUSE_"))}
-    env |= {"STANCESTREAM_DATA_DIR": str(tmp_path / "var"), "STANCESTREAM_BASE_MODEL": str(tiny_model_dir),
-            "STANCESTREAM_ADAPTER": "none",
-            "STANCESTREAM_CACHE_DIR": str(tmp_path / "cache"), "STANCESTREAM_DEVICE": "cpu",
-            "STANCESTREAM_DTYPE": "fp32", "STANCESTREAM_BATCH_MAX_WAIT_S": "0.2",
-            "STANCESTREAM_METRICS_PORT": "0"}
-    return env
-
-
-def _cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]
 
 
 def _feed(path: Path, n: int, malformed: int) -> Path:
@@ -40,8 +27,8 @@ def _feed(path: Path, n: int, malformed: int) -> Path:
 
 
 def _count(env: dict[str, str]) -> tuple[int, int]:
-    result = _cli("sql", "SELECT (SELECT count() FROM classifications FINAL) AS c, "
-                         "(SELECT count() FROM dead_letters FINAL) AS d", "--format", "json", env=env)
+    result = run_cli("sql", "SELECT (SELECT count() FROM classifications FINAL) AS c, "
+                            "(SELECT count() FROM dead_letters FINAL) AS d", "--format", "json", env=env)
     assert result.returncode == 0, result.stderr
     row = json.loads(result.stdout)[0]
     return int(row["c"]), int(row["d"])
@@ -59,39 +46,39 @@ def _await_counts(env: dict[str, str], expected: tuple[int, int], proc: subproce
 
 
 def test_run_exit_when_done_then_sql_after_stop(tmp_path, tiny_model_dir):
-    env = _env(tmp_path, tiny_model_dir)
+    env = cli_env(tmp_path, tiny_model_dir)
     feed = _feed(tmp_path / "feed.jsonl", 30, malformed=2)
-    result = _cli("run", "--feed", str(feed), "--exit-when-done", env=env, timeout=240)
+    result = run_cli("run", "--feed", str(feed), "--exit-when-done", env=env, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "final summary" in result.stdout
     # After the stack stopped, `sql` opens the embedded store itself.
     assert _count(env) == (30, 2)
-    csv_out = _cli("sql", "SELECT lang, count() AS n FROM classifications FINAL GROUP BY lang", "--format", "csv",
-                   env=env)
+    csv_out = run_cli("sql", "SELECT lang, count() AS n FROM classifications FINAL GROUP BY lang", "--format", "csv",
+                      env=env)
     assert csv_out.stdout.splitlines()[0] == "lang,n"
     assert sum(int(line.split(",")[1]) for line in csv_out.stdout.splitlines()[1:]) == 30
 
 
 def test_sql_adapters_and_labels_while_running_then_ctrl_c_stops_cleanly(tmp_path, tiny_model_dir, tiny_adapter):
-    env = _env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
+    env = cli_env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
     feed = _feed(tmp_path / "feed.jsonl", 20, malformed=1)
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "20"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 180
         _await_counts(env, (20, 1), proc, deadline)  # through the running stack's gateway
-        bad = _cli("sql", "SELECT * FROM no_such_table", env=env)
+        bad = run_cli("sql", "SELECT * FROM no_such_table", env=env)
         assert bad.returncode == 2 and "no_such_table" in bad.stderr
         # The registry and the labels, read through the running stack's gateway.
-        adapters = _cli("adapters", "list", "--json", env=env)
+        adapters = run_cli("adapters", "list", "--json", env=env)
         assert adapters.returncode == 0, adapters.stderr
         assert [(a["version"], a["status"]) for a in json.loads(adapters.stdout)] == [("v1", "active")]
         labels = tmp_path / "labels.csv"
         labels.write_text("id,lang,label,text\n1,en,neutral,the minister spoke about visas\n"
                           "2,de,anti-immigration,Grenzen dicht\n3,en,maybe,unknown label\n")
-        imported = _cli("labels", "import", str(labels), env=env)
+        imported = run_cli("labels", "import", str(labels), env=env)
         assert imported.returncode == 0 and "published 3 label(s)" in imported.stdout, imported.stderr
-        stats = _cli("labels", "stats", "--json", env=env)
+        stats = run_cli("labels", "stats", "--json", env=env)
         assert stats.returncode == 0, stats.stderr
         assert json.loads(stats.stdout) | {"by_language": None} == {
             "total": 2, "new_since_active": 2, "active_version": "v1", "by_language": None}
@@ -107,7 +94,7 @@ def test_sql_adapters_and_labels_while_running_then_ctrl_c_stops_cleanly(tmp_pat
 
 
 def test_run_reports_a_missing_feed_clearly(tmp_path, tiny_model_dir):
-    result = _cli("run", "--feed", str(tmp_path / "nope.jsonl"), env=_env(tmp_path, tiny_model_dir))
+    result = run_cli("run", "--feed", str(tmp_path / "nope.jsonl"), env=cli_env(tmp_path, tiny_model_dir))
     assert result.returncode == 2
     assert "feed file not found" in result.stderr
 
@@ -117,14 +104,14 @@ def test_demo_feed_with_the_real_model(tmp_path):
     """The README's demo path with the real default model (opt-in: --run-slow)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STANCESTREAM_DATA")}
     env["STANCESTREAM_DATA_DIR"] = str(tmp_path / "var")
-    result = _cli("run", "--feed", str(REPO / "data" / "sample_feed.jsonl"), "--exit-when-done", env=env,
-                  timeout=900)
+    result = run_cli("run", "--feed", str(REPO / "data" / "sample_feed.jsonl"), "--exit-when-done", env=env,
+                     timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _count(env) == (192, 8)
 
 
 def test_run_reads_a_feed_from_stdin(tmp_path, tiny_model_dir):
-    env = _env(tmp_path, tiny_model_dir)
+    env = cli_env(tmp_path, tiny_model_dir)
     feed = _feed(tmp_path / "feed.jsonl", 12, malformed=1).read_text()
     result = subprocess.run([sys.executable, "-m", "services.cli", "run", "--feed", "-", "--exit-when-done"],
                             cwd=REPO, env=env, input=feed, capture_output=True, text=True, timeout=180)
@@ -138,9 +125,9 @@ def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, 
 
     from shared.feed import FeedReport, produce_feed, read_feed
 
-    env = _env(tmp_path, tiny_model_dir) | {"KAFKA_BOOTSTRAP": broker.bootstrap,
-                                            "STANCESTREAM_TOPIC_PREFIX": "wproc.", "STANCESTREAM_PARTITIONS": "2"}
-    missing = _cli("worker", env={k: v for k, v in env.items() if k != "KAFKA_BOOTSTRAP"})
+    env = cli_env(tmp_path, tiny_model_dir) | {"KAFKA_BOOTSTRAP": broker.bootstrap,
+                                               "STANCESTREAM_TOPIC_PREFIX": "wproc.", "STANCESTREAM_PARTITIONS": "2"}
+    missing = run_cli("worker", env={k: v for k, v in env.items() if k != "KAFKA_BOOTSTRAP"})
     assert missing.returncode == 2 and "KAFKA_BOOTSTRAP is not set" in missing.stderr
 
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], cwd=REPO, env=env,
@@ -163,7 +150,7 @@ def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, 
 
 
 def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_model_dir, tiny_adapter):
-    env = _env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
+    env = cli_env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
     feed = _feed(tmp_path / "feed.jsonl", 60, malformed=2)
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "3"],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -175,7 +162,7 @@ def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_mo
             assert proc.poll() is None, proc.stdout.read()
             if not (Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json").exists():
                 continue
-            shown = _cli("monitor", "--once", "--json", "--window", "120", env=env)
+            shown = run_cli("monitor", "--once", "--json", "--window", "120", env=env)
             assert shown.returncode == 0, shown.stderr
             snapshot = json.loads(shown.stdout)
             if snapshot["tweets_in_window"] == 0 and not snapshots:
@@ -183,7 +170,7 @@ def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_mo
             snapshots.append(snapshot)
             if len(snapshots) >= 2 and snapshots[-1]["tweets_in_window"] > snapshots[0]["tweets_in_window"]:
                 break
-        table = _cli("monitor", "--once", env=env)
+        table = run_cli("monitor", "--once", env=env)
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=60)
     finally:

@@ -13,6 +13,8 @@ from shared.classifier import PROMPT_PREFIX, PROMPT_SUFFIX, ClassifierError, Sta
 from shared.messages import CATEGORIES
 from shared.model_source import ModelSourceError, resolve_base_model
 
+pytestmark = pytest.mark.model
+
 WORDS = ("immigration refugees welcome border policy jobs economy football match coffee rain love hate "
          "government vote asylum citizens music friends home").split()
 

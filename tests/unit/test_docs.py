@@ -5,7 +5,7 @@ from pathlib import Path
 from services.cli import _parser
 from shared.settings import describe_settings
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_every_setting_is_in_the_readme_table():

@@ -13,6 +13,8 @@ from shared.stack import Stack
 from shared.topics import Topics, physical
 from streams import read_topic, stream_settings, tweets, wait_committed
 
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]
+
 
 def test_stream_classifies_writes_and_dead_letters(broker, clean_store, store_dir, tiny_classifier):
     settings = stream_settings(broker, store_dir)

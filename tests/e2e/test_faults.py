@@ -21,7 +21,9 @@ import pytest
 from reliability_log import record
 from shared.faults import POINTS
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]
+
+REPO = Path(__file__).resolve().parents[2]
 POSTED = ["2026-11-01T08:15:00Z", "2026-11-01T09:40:00Z", "2026-11-02T17:05:00Z"]  # three hourly buckets
 
 

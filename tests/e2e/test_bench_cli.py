@@ -1,0 +1,36 @@
+"""`stancestream bench` as a user runs it, on the tiny model: the report's shape and every required number."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from commands import cli_env, run_cli
+from labeled import labeled_rows
+
+pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]
+
+
+def test_bench_writes_every_required_number(tmp_path, tiny_model_dir):
+    data = tmp_path / "tweets.csv"
+    rows = labeled_rows(2, ("en", "es"))
+    with open(data, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "bench"
+    result = run_cli("bench", "--out", str(out), "--data", str(data), "--n", "16", "--precisions", "fp32",
+                     "--batch-sizes", "4,8", "--skip-baseline", "--rates", "20,max", "--per-rate", "12", "--no-doc",
+                     env=cli_env(tmp_path, tiny_model_dir), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((out / "bench.json").read_text())
+    assert report["tweets_per_s"] > 0 and 0 < report["roofline_fraction"] < 1.5
+    assert {"cpu", "cores"} <= report["machine"].keys() and "torch" in report["versions"]
+    assert [(p["precision"], p["batch_size"]) for p in report["precisions"]] == [("fp32", 4), ("fp32", 8)]
+    assert [e["offered"] for e in report["e2e"]] == ["20", "max"]
+    for e in report["e2e"]:
+        assert e["n"] == 12 and e["throughput"] > 0 and 0 < e["p50_s"] <= e["p95_s"] <= e["p99_s"]
+    assert report["baseline"] == {"skipped": True}
+    assert (out / "e2e.png").stat().st_size > 10_000
