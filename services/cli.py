@@ -11,7 +11,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from shared.settings import Settings
-from shared.training import TrainConfig
+from shared.training.loop import TrainConfig
 
 _EPILOG = "Settings come from the environment (see `stancestream settings`); KAFKA_BOOTSTRAP and CLICKHOUSE_URL " \
           "unset means the embedded broker and embedded ClickHouse."
@@ -258,7 +258,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return worker_main(settings)
     if args.command == "train":
-        from shared.training import read_labeled, train
+        from shared.training.loop import read_labeled, train
 
         config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
         result = train(settings, read_labeled(args.data), args.out, config, sources=[str(p) for p in args.data],
@@ -269,8 +269,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"adapter: {result.adapter_dir}  steps {result.steps}  {result.seconds / 60:.1f} min  {scores}")
         return 0
     if args.command == "eval":
-        from shared.classifier import StanceClassifier
-        from shared.evaluation import evaluate_csv
+        from shared.classifier.model import StanceClassifier
+        from shared.training.evaluation import evaluate_csv
 
         metrics = evaluate_csv(StanceClassifier.load(settings, adapter=args.adapter), args.data, args.out)
         paper = metrics.get("paper")
@@ -290,7 +290,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "monitor":
         return _monitor(settings, args)
     if args.command == "dashboard":
-        from shared.dashboard import serve_dashboard
+        from services.views.dashboard import serve_dashboard
         from shared.store import open_store
 
         serve_dashboard(open_store(settings), args.host, args.port, args.days, args.refresh)
@@ -329,8 +329,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _labels(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.labels import import_labels, label_stats
-    from shared.registry import AdapterRegistry
+    from shared.streaming.labels import import_labels, label_stats
+    from shared.training.registry import AdapterRegistry
     from shared.store import open_store
     from shared.store.migrations import migrate
 
@@ -366,9 +366,9 @@ def _labels(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _adapters(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.hotswap import announcer
+    from shared.streaming.hotswap import announcer
     from shared.messages import AdapterAction, AdapterEvent
-    from shared.registry import AdapterRegistry
+    from shared.training.registry import AdapterRegistry
     from shared.store import open_store
     from shared.store.migrations import migrate
 
@@ -394,7 +394,7 @@ def _adapters(settings: Settings, args: argparse.Namespace) -> int:
         Console().print(table)
         return 0
     if command == "show":
-        from shared.classifier import read_adapter_metadata
+        from shared.classifier.model import read_adapter_metadata
 
         record = registry.get(args.version)
         print(json.dumps(record.as_json() | {"metadata": read_adapter_metadata(Path(record.path))}, indent=1,
@@ -419,7 +419,7 @@ def _monitor(settings: Settings, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from shared.monitor import MonitorSnapshot
+    from services.views.monitor import MonitorSnapshot
     from shared.store import open_store
     from shared.store.migrations import migrate
 
@@ -449,9 +449,9 @@ def _timestamp(text: str):
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.classifier import StanceClassifier
-    from shared.registry import AdapterRegistry
-    from shared.replay import ReplayPlan, replay_runs, resolve_adapter, run_replay
+    from shared.classifier.model import StanceClassifier
+    from shared.training.registry import AdapterRegistry
+    from services.replay.runner import ReplayPlan, replay_runs, resolve_adapter, run_replay
     from shared.store import open_store
     from shared.store.migrations import migrate
 

@@ -76,7 +76,7 @@ def tiny_settings(tiny_model_dir, tmp_path_factory: pytest.TempPathFactory) -> S
 
 @pytest.fixture(scope="session")
 def tiny_classifier(tiny_settings):
-    from shared.classifier import StanceClassifier
+    from shared.classifier.model import StanceClassifier
 
     return StanceClassifier.load(tiny_settings)
 
@@ -107,7 +107,7 @@ def clean_store(store):
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory):
     """A real Tansu broker (in-memory storage) on a free loopback port, for the whole session."""
-    from shared.broker import EmbeddedBroker
+    from shared.streaming.broker import EmbeddedBroker
 
     with EmbeddedBroker(log_file=tmp_path_factory.mktemp("broker") / "tansu.log") as running:
         yield running
@@ -117,7 +117,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
 def tiny_adapter(tiny_settings, tmp_path_factory: pytest.TempPathFactory):
     """A LoRA adapter of the tiny model, trained by ``train`` on the tests' own labeled rows."""
     from labeled import TINY_RECIPE, write_labeled_csv
-    from shared.training import TrainConfig, read_labeled, train
+    from shared.training.loop import TrainConfig, read_labeled, train
 
     root = tmp_path_factory.mktemp("tiny-adapter")
     data = write_labeled_csv(root / "labels.csv", n_per_cell=5)

@@ -8,10 +8,10 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer
 
-from shared.feed import FeedRecord, FeedReport
+from shared.streaming.feed import FeedRecord, FeedReport
 from shared.settings import Settings
-from shared.stack import Stack
-from shared.topics import Topics, caught_up, physical
+from services.stack.stack import Stack
+from shared.streaming.topics import Topics, caught_up, physical
 
 TEXTS = ["Los migrantes llegan a la frontera", "Great football match tonight", "Refugees welcome here"]
 

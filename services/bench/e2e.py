@@ -16,8 +16,8 @@ import uuid
 import numpy as np
 
 from shared.settings import Settings
-from shared.stack import Stack
-from shared.topics import Topics, physical
+from services.stack.stack import Stack
+from shared.streaming.topics import Topics, physical
 
 
 async def run_e2e(settings: Settings, texts: list[str], rates: list[str], per_rate: int, log,

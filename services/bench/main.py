@@ -12,8 +12,8 @@ import platform
 import time
 from pathlib import Path
 
-from shared.classifier import StanceClassifier
-from shared.metrics import scores, to_indices
+from shared.classifier.model import StanceClassifier
+from shared.training.metrics import scores, to_indices
 from shared.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import time
 
-from shared.classifier import StanceClassifier
+from shared.classifier.model import StanceClassifier
 from shared.settings import Device, Dtype, Quantization, Settings
 
 PRECISIONS = {  # name -> settings overrides (model_copy does not validate: enums, not strings)

@@ -18,14 +18,14 @@ import time
 from rich.console import Console
 from rich.live import Live
 
-from shared.feed import FeedReport, produce_feed, read_feed
-from shared.feed_resume import ResumeReport, undone
+from shared.streaming.feed import FeedReport, produce_feed, read_feed
+from shared.streaming.feed_resume import ResumeReport, undone
 from shared.settings import Settings
-from shared.stack import Stack
+from services.stack.stack import Stack
 from shared.store import StoreError
-from shared.store.sink import write_dead_letters
-from shared.summary import RunSummary
-from shared.topics import Topics, caught_up, physical
+from shared.store.sinks import write_dead_letters
+from services.views.summary import RunSummary
+from shared.streaming.topics import Topics, caught_up, physical
 
 #: Without a feed of our own we cannot know what external producers sent: draining ends once the worker
 #: has been idle this long.

@@ -7,13 +7,13 @@ import contextlib
 import logging
 import signal
 
-from shared.hotswap import announcer
-from shared.registry import AdapterRegistry
+from shared.streaming.hotswap import announcer
+from shared.training.registry import AdapterRegistry
 from shared.settings import Settings
 from shared.store import open_store
 from shared.store.migrations import migrate
-from shared.telemetry import Telemetry
-from shared.trainer import Trainer, run_schedule
+from shared.streaming.telemetry import Telemetry
+from shared.training.cycle import Trainer, run_schedule
 
 log = logging.getLogger("stancestream.trainer")
 

@@ -8,7 +8,7 @@ import logging
 import signal
 
 from shared.settings import Settings
-from shared.stack import Stack
+from services.stack.stack import Stack
 
 log = logging.getLogger("stancestream.worker")
 

@@ -123,7 +123,7 @@ def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, 
     """The production entry point: `stancestream worker` with KAFKA_BOOTSTRAP set, stopped by SIGTERM."""
     import asyncio
 
-    from shared.feed import FeedReport, produce_feed, read_feed
+    from shared.streaming.feed import FeedReport, produce_feed, read_feed
 
     env = cli_env(tmp_path, tiny_model_dir) | {"KAFKA_BOOTSTRAP": broker.bootstrap,
                                                "STANCESTREAM_TOPIC_PREFIX": "wproc.", "STANCESTREAM_PARTITIONS": "2"}

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from reliability_log import record
-from shared.faults import POINTS
+from shared.streaming.faults import POINTS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]
 
@@ -126,9 +126,9 @@ def _alive(pid: int) -> bool:
 def test_kill_9_of_the_worker_at_every_point_loses_and_double_counts_nothing(tmp_path, tiny_model_dir, broker):
     """1,000 tweets and 20 bad lines; the worker is killed -9 before an insert, between insert and commit,
     while publishing and before acking, restarting each time; then it finishes."""
-    from shared.feed import FeedReport, produce_feed, read_feed
+    from shared.streaming.feed import FeedReport, produce_feed, read_feed
     from shared.settings import Settings
-    from shared.topics import Topics, ensure_topics, physical
+    from shared.streaming.topics import Topics, ensure_topics, physical
     from streams import read_topic
 
     tag = uuid.uuid4().hex[:8]
@@ -244,7 +244,7 @@ def test_a_store_outage_longer_than_the_retries(tmp_path, tiny_model_dir, broker
     proc = _spawn(env, *args)
     try:
         if command == "worker":
-            from shared.feed import FeedReport, produce_feed, read_feed
+            from shared.streaming.feed import FeedReport, produce_feed, read_feed
 
             _await(env, proc, lambda c: True)  # up: its gateway answers
             records = list(read_feed(str(feed)))

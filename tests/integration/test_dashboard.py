@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.dashboard import make_server
-from shared.store.sink import CLASSIFICATION_COLUMNS
+from services.views.dashboard import make_server
+from shared.store.sinks import CLASSIFICATION_COLUMNS
 
 pytestmark = pytest.mark.clickhouse
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.classifier import BASE_VERSION
+from shared.classifier.model import BASE_VERSION
 from shared.settings import Settings
 from shared.store import StoreError, open_store
 from shared.store.gateway import GatewayStore, QueryGateway
@@ -376,10 +376,10 @@ def test_sql_command_needs_write_for_writes(where, gateway, gateway_dir, store_d
 # -- hot-swap --------------------------------------------------------------------------------------------------
 @pytest.fixture
 def swap(clean_store, tiny_settings, tiny_adapter, tmp_path):
-    from shared.classifier import StanceClassifier
-    from shared.registry import AdapterRegistry
-    from shared.streaming import WorkerStats
-    from shared.telemetry import Telemetry
+    from shared.classifier.model import StanceClassifier
+    from shared.training.registry import AdapterRegistry
+    from shared.streaming.worker import WorkerStats
+    from shared.streaming.telemetry import Telemetry
 
     registry = AdapterRegistry(clean_store, tmp_path / "registry")
     registry.seed(tiny_adapter)  # v1, active, copied to registry/v1
@@ -395,9 +395,9 @@ def _refused(telemetry) -> float:
 
 @pytest.mark.model
 def test_hot_swap_loads_only_the_registrys_directory_of_the_active_version(swap, tmp_path, caplog):
-    from shared.hotswap import apply_event
+    from shared.streaming.hotswap import apply_event
     from shared.messages import AdapterAction, AdapterEvent
-    from shared.registry import AdapterStatus
+    from shared.training.registry import AdapterStatus
 
     registry, classifier, stats, telemetry = swap["registry"], swap["classifier"], swap["stats"], swap["telemetry"]
     link = registry.root / "v3"
@@ -427,9 +427,9 @@ def test_hot_swap_loads_only_the_registrys_directory_of_the_active_version(swap,
 @pytest.mark.kafka
 @pytest.mark.model
 def test_hot_swap_through_the_topic_refuses_a_path_outside_the_registry(swap, broker, store_dir):
-    from shared.hotswap import AdapterWatcher, publish_adapter_event
+    from shared.streaming.hotswap import AdapterWatcher, publish_adapter_event
     from shared.messages import AdapterAction, AdapterEvent
-    from shared.topics import Topics, ensure_topics
+    from shared.streaming.topics import Topics, ensure_topics
     from streams import stream_settings, until
 
     settings = stream_settings(broker, store_dir, registry_dir=swap["registry"].root)

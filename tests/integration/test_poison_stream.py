@@ -13,14 +13,14 @@ import pytest
 
 from poison import BROKER_LIMIT, LIMIT, POISON, line, write_lines
 from reliability_log import record
-from shared.feed import FeedRecord, FeedReport, feed_id, produce_feed, read_feed
-from shared.labels import LabelFileError, import_labels, read_label_file
+from shared.streaming.feed import FeedRecord, FeedReport, feed_id, produce_feed, read_feed
+from shared.streaming.labels import LabelFileError, import_labels, read_label_file
 from shared.messages import DEAD_LETTER_PREFIX_BYTES, DeadLetter
 from shared.settings import Settings
-from shared.stack import Stack
+from services.stack.stack import Stack
 from shared.store.migrations import MIGRATIONS_DIR
-from shared.store.sink import write_dead_letters
-from shared.topics import Topics, physical
+from shared.store.sinks import write_dead_letters
+from shared.streaming.topics import Topics, physical
 from streams import read_topic, stream_settings, wait_committed
 
 pytestmark = pytest.mark.clickhouse

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.store.sink import CLASSIFICATION_COLUMNS, DEAD_LETTER_COLUMNS, TWEET_COLUMNS
+from shared.store.sinks import CLASSIFICATION_COLUMNS, DEAD_LETTER_COLUMNS, TWEET_COLUMNS
 
 pytestmark = pytest.mark.clickhouse
 

@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 
 from labeled import TINY_RECIPE, write_labeled_csv
-from shared.classifier import StanceClassifier
-from shared.feed import FeedReport, produce_feed
-from shared.pipeline import InboundMessage, TweetBatchProcessor
-from shared.registry import AdapterRegistry
-from shared.replay import ReplayPlan, replay_runs, run_replay
-from shared.stack import Stack
-from shared.store.sink import ClickHouseSink
-from shared.topics import Topics, physical
-from shared.training import TrainConfig, read_labeled, train
+from shared.classifier.model import StanceClassifier
+from shared.streaming.feed import FeedReport, produce_feed
+from shared.streaming.processing import InboundMessage, TweetBatchProcessor
+from shared.training.registry import AdapterRegistry
+from services.replay.runner import ReplayPlan, replay_runs, run_replay
+from services.stack.stack import Stack
+from shared.store.sinks import ClickHouseSink
+from shared.streaming.topics import Topics, physical
+from shared.training.loop import TrainConfig, read_labeled, train
 from streams import TEXTS, stream_settings, tweets, wait_committed
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.model]

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from shared.store.sink import CLASSIFICATION_COLUMNS
+from shared.store.sinks import CLASSIFICATION_COLUMNS
 
 pytestmark = pytest.mark.clickhouse
 

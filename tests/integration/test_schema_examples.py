@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from shared import schemas
-from shared.pipeline import InboundMessage, TweetBatchProcessor
-from shared.store.sink import ClickHouseSink
+from shared.streaming.processing import InboundMessage, TweetBatchProcessor
+from shared.store.sinks import ClickHouseSink
 
 EXAMPLES_DIR = schemas.SCHEMAS_DIR / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("**/*.json"))

@@ -14,17 +14,17 @@ import urllib.request
 import pytest
 
 from labeled import TINY_RECIPE, labeled_rows, write_labeled_csv
-from shared.classifier import ClassifierError, StanceClassifier
-from shared.feed import FeedReport, produce_feed
-from shared.hotswap import announcer, publish_adapter_event
-from shared.labels import import_labels
+from shared.classifier.model import ClassifierError, StanceClassifier
+from shared.streaming.feed import FeedReport, produce_feed
+from shared.streaming.hotswap import announcer, publish_adapter_event
+from shared.streaming.labels import import_labels
 from shared.messages import AdapterAction, AdapterEvent
-from shared.registry import AdapterRegistry, AdapterStatus, RegistryError
+from shared.training.registry import AdapterRegistry, AdapterStatus, RegistryError
 from shared.settings import Settings
-from shared.stack import Stack
-from shared.topics import Topics, physical
-from shared.trainer import Trainer, gate
-from shared.training import TrainConfig
+from services.stack.stack import Stack
+from shared.streaming.topics import Topics, physical
+from shared.training.cycle import Trainer, gate
+from shared.training.loop import TrainConfig
 from streams import read_topic, stream_settings, tweet_record, tweets, until, wait_committed
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.model]

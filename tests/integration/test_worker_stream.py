@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from shared.feed import FeedReport, FeedRecord, produce_feed
+from shared.streaming.feed import FeedReport, FeedRecord, produce_feed
 from shared.messages import Classification, DeadLetter
-from shared.stack import Stack
-from shared.topics import Topics, physical
+from services.stack.stack import Stack
+from shared.streaming.topics import Topics, physical
 from streams import read_topic, stream_settings, tweets, wait_committed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]

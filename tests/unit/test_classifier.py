@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from shared.classifier import PROMPT_PREFIX, PROMPT_SUFFIX, ClassifierError, StanceClassifier, label_token_ids
+from shared.classifier.model import PROMPT_PREFIX, PROMPT_SUFFIX, ClassifierError, StanceClassifier, label_token_ids
 from shared.messages import CATEGORIES
-from shared.model_source import ModelSourceError, resolve_base_model
+from shared.classifier.model_source import ModelSourceError, resolve_base_model
 
 pytestmark = pytest.mark.model
 
@@ -180,7 +180,7 @@ def test_merged_adapter_serves_the_same_probabilities_and_unmerges_cleanly(tiny_
 
 
 def test_length_buckets_bound_padding_and_rows_and_cover_every_sequence_once():
-    from shared.classifier import length_buckets
+    from shared.classifier.model import length_buckets
 
     rng = np.random.default_rng(3)
     lengths = list(rng.integers(15, 140, size=200))
@@ -195,7 +195,7 @@ def test_length_buckets_bound_padding_and_rows_and_cover_every_sequence_once():
 
 
 def test_normalize_tweet_replaces_links_and_mentions_only():
-    from shared.classifier import normalize_tweet
+    from shared.classifier.model import normalize_tweet
 
     tweet = "@a_b @Cd2 Read https://t.co/Xy12AbC and www.example.org/x?y=1 — mail me at me@example.org #refugees"
     assert normalize_tweet(tweet) == "@user @user Read http and http — mail me at me@example.org #refugees"

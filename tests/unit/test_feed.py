@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.feed import read_feed
+from shared.streaming.feed import read_feed
 
 JSONL_LINES = [
     '{"id": "t1", "text": "Refugees welcome here", "created_at": "2026-01-01T00:00:00Z"}',

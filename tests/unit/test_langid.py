@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.langid import UNKNOWN, clean_for_langid, detect_languages, normalize_lang
+from shared.classifier.langid import UNKNOWN, clean_for_langid, detect_languages, normalize_lang
 
 SENTENCES = {
     "es": "El gobierno quiere cerrar la frontera, pero muchas familias llegan cada día buscando trabajo.",

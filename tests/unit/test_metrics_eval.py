@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from shared.evaluation import bootstrap_difference, evaluate_csv
-from shared.metrics import expected_calibration_error, scores
-from shared.pipeline import BatchResult, DlqLimitExceeded, InvalidRatioGuard
+from shared.training.evaluation import bootstrap_difference, evaluate_csv
+from shared.training.metrics import expected_calibration_error, scores
+from shared.streaming.processing import BatchResult, DlqLimitExceeded, InvalidRatioGuard
 
 
 def test_scores_match_a_hand_computed_case():

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from poison import LIMIT, POISON, line, with_extra, write_lines
-from shared.feed import FeedError, _key_of_json, feed_id, read_feed
-from shared.labels import LabelBatchProcessor
+from shared.streaming.feed import FeedError, _key_of_json, feed_id, read_feed
+from shared.streaming.labels import LabelBatchProcessor
 from shared.messages import DEAD_LETTER_PREFIX_BYTES, DeadLetter, Label
-from shared.pipeline import (
+from shared.streaming.processing import (
     InboundMessage, InputLimits, InvalidMessage, TweetBatchProcessor, json_nesting_exceeds, origin_of,
     parse_message, parse_tweet, text_digest,
 )
@@ -169,7 +169,7 @@ def messages(values: list[bytes]) -> list[InboundMessage]:
 
 
 def test_an_unexpected_error_in_one_message_is_its_own_dead_letter(monkeypatch):
-    import shared.pipeline as pipeline
+    import shared.streaming.processing as pipeline
 
     real = pipeline.parse_tweet
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from labeled import CATEGORIES, TEXTS, write_labeled_csv as _write_csv
-from shared.classifier import StanceClassifier
-from shared.training import TrainConfig, read_labeled, stratified_split, train
+from shared.classifier.model import StanceClassifier
+from shared.training.loop import TrainConfig, read_labeled, stratified_split, train
 
 pytestmark = pytest.mark.model
 
@@ -73,7 +73,7 @@ def test_train_writes_a_loadable_self_describing_adapter_and_resumes(tmp_path, t
 def test_top_layer_split_equals_the_plain_forward(tiny_classifier):
     import torch
 
-    from shared.classifier import hidden_before_layer, label_logits_from_layer
+    from shared.classifier.model import hidden_before_layer, label_logits_from_layer
 
     c = tiny_classifier
     ids, mask = c.collate(c.encode(["refugees welcome here", "great football match tonight team won again"]))
@@ -95,7 +95,7 @@ def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_setti
     keys = load_file(result.adapter_dir / "adapter_model.safetensors").keys()
     assert keys and all(".layers.1." in k for k in keys)
     # The dev score computed on cached activations is the score of the served adapter.
-    from shared.training import evaluate, stratified_split
+    from shared.training.loop import evaluate, stratified_split
 
     tuned = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
     _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.seed)
@@ -105,7 +105,7 @@ def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_setti
 def test_weight_average_is_what_evaluation_sees_and_training_continues_from_the_raw_weights():
     import torch
 
-    from shared.training import _WeightAverage
+    from shared.training.loop import _WeightAverage
 
     weight = torch.nn.Parameter(torch.zeros(3))
     average = _WeightAverage([weight], decay=0.5)
@@ -181,7 +181,7 @@ def test_refit_without_dev_split_trains_on_everything_and_keeps_the_final_averag
 def test_a_label_head_started_from_the_label_words_scores_exactly_as_they_do(tiny_classifier):
     import torch
 
-    from shared.classifier import label_logits, new_label_head
+    from shared.classifier.model import label_logits, new_label_head
 
     c = tiny_classifier
     ids, mask = c.collate(c.encode(list(TEXTS.values())))
@@ -200,8 +200,8 @@ def test_a_trained_label_head_is_saved_served_and_swapped_out(tmp_path, tiny_set
     import torch
     from safetensors.torch import load_file, save_file
 
-    from shared.classifier import LABEL_HEAD_FILE, ClassifierError, check_adapter
-    from shared.training import evaluate, stratified_split
+    from shared.classifier.model import LABEL_HEAD_FILE, ClassifierError, check_adapter
+    from shared.training.loop import evaluate, stratified_split
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
     config = TrainConfig(epochs=1, batch_size=8, eval_every=2, learning_rate=5e-3, dev_fraction=0.34,
@@ -267,8 +267,8 @@ def test_training_on_some_languages_keeps_every_language_in_dev(tmp_path, tiny_s
 
 
 def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp_path, tiny_settings, tiny_adapter):
-    from shared.classifier import normalize_tweet
-    from shared.training import evaluate
+    from shared.classifier.model import normalize_tweet
+    from shared.training.loop import evaluate
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
     config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32,
@@ -288,7 +288,7 @@ def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp
     # A normalization this version does not know is refused by the registry's check and by the swap alike.
     import shutil
 
-    from shared.classifier import ClassifierError, check_adapter
+    from shared.classifier.model import ClassifierError, check_adapter
 
     future = tmp_path / "future"
     shutil.copytree(result.adapter_dir, future)

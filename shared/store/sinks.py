@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.messages import DeadLetter, utcnow
-from shared.pipeline import BatchResult
+from shared.streaming.processing import BatchResult
 from shared.store.clickhouse import Store
 
 TWEET_COLUMNS = ("id", "text", "created_at", "platform_lang", "author_id", "country", "source", "ingested_at")

@@ -24,12 +24,12 @@ from typing import Callable
 
 import numpy as np
 
-from shared.classifier import (ADAPTER_METADATA, LABEL_HEAD_FILE, LINKS_AND_MENTIONS, StanceClassifier,
+from shared.classifier.model import (ADAPTER_METADATA, LABEL_HEAD_FILE, LINKS_AND_MENTIONS, StanceClassifier,
                                hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
                                save_label_head)
-from shared.langid import normalize_lang
+from shared.classifier.langid import normalize_lang
 from shared.messages import CATEGORIES, Category
-from shared.metrics import per_language, scores, to_indices
+from shared.training.metrics import per_language, scores, to_indices
 from shared.settings import Quantization, Settings
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ import numpy as np
 
 from shared.errors import StancestreamError
 from shared.messages import CATEGORIES, Category
-from shared.model_source import model_fingerprint, resolve_base_model
+from shared.classifier.model_source import model_fingerprint, resolve_base_model
 from shared.settings import Device, Dtype, Quantization, Settings
 
 if TYPE_CHECKING:

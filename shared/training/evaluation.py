@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.classifier import StanceClassifier
+from shared.classifier.model import StanceClassifier
 from shared.messages import CATEGORIES, Category
-from shared.metrics import confusion, expected_calibration_error, per_language, scores, to_indices
-from shared.training import read_labeled
+from shared.training.metrics import confusion, expected_calibration_error, per_language, scores, to_indices
+from shared.training.loop import read_labeled
 
 
 def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 2000,

@@ -17,21 +17,21 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from shared.errors import StancestreamError
-from shared.broker import EmbeddedBroker
-from shared.classifier import StanceClassifier
-from shared.hotswap import AdapterWatcher, announcer
-from shared.labels import LabelSink
+from shared.streaming.broker import EmbeddedBroker
+from shared.classifier.model import StanceClassifier
+from shared.streaming.hotswap import AdapterWatcher, announcer
+from shared.streaming.labels import LabelSink
 from shared.messages import utcnow
-from shared.pipeline import InputLimits, TweetBatchProcessor
-from shared.registry import AdapterRegistry
+from shared.streaming.processing import InputLimits, TweetBatchProcessor
+from shared.training.registry import AdapterRegistry
 from shared.settings import BrokerStorage, Settings
 from shared.store import Store, open_store
 from shared.store.gateway import QueryGateway
 from shared.store.migrations import migrate
-from shared.store.sink import ClickHouseSink
-from shared.streaming import WorkerStats, build_worker
-from shared.telemetry import Telemetry
-from shared.topics import CommittedOffsets, Topics, ensure_topics
+from shared.store.sinks import ClickHouseSink
+from shared.streaming.worker import WorkerStats, build_worker
+from shared.streaming.telemetry import Telemetry
+from shared.streaming.topics import CommittedOffsets, Topics, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Stack:
         await self._app.start()
         self.watcher.follow(self.classifier, model_thread, self.stats, self.telemetry, self.registry)
         if self.run_trainer and settings.trainer_embedded:
-            from shared.trainer import Trainer, run_schedule
+            from shared.training.cycle import Trainer, run_schedule
 
             trainer = Trainer(settings, self.store, self.registry, announcer(settings), telemetry=self.telemetry)
             self.trainer_task = asyncio.create_task(run_schedule(trainer), name="trainer")

@@ -12,13 +12,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from shared.classifier import ClassifierError, StanceClassifier
+from shared.classifier.model import ClassifierError, StanceClassifier
 from shared.messages import AdapterEvent
-from shared.pipeline import InvalidMessage, parse_message
-from shared.registry import AdapterRegistry, RegistryError
+from shared.streaming.processing import InvalidMessage, parse_message
+from shared.training.registry import AdapterRegistry, RegistryError
 from shared.settings import Settings
 from shared.store.clickhouse import StoreError
-from shared.topics import Topics, physical
+from shared.streaming.topics import Topics, physical
 
 log = logging.getLogger(__name__)
 

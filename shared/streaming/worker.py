@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 
 import faust
 
-from shared.faults import fault_point
-from shared.labels import LabelBatchProcessor, LabelSink
-from shared.pipeline import (ClassificationSink, InboundMessage, InputLimits, InvalidRatioGuard, TweetBatchProcessor,
+from shared.streaming.faults import fault_point
+from shared.streaming.labels import LabelBatchProcessor, LabelSink
+from shared.streaming.processing import (ClassificationSink, InboundMessage, InputLimits, InvalidRatioGuard, TweetBatchProcessor,
                              origin_of)
 from shared.settings import Settings
-from shared.telemetry import Telemetry
-from shared.topics import Topics, physical
+from shared.streaming.telemetry import Telemetry
+from shared.streaming.topics import Topics, physical
 
 log = logging.getLogger(__name__)
 

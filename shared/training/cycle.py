@@ -18,14 +18,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
-from shared.classifier import BASE_VERSION, StanceClassifier, read_adapter_metadata
-from shared.labels import load_labels
-from shared.langid import normalize_lang
+from shared.classifier.model import BASE_VERSION, StanceClassifier, read_adapter_metadata
+from shared.streaming.labels import load_labels
+from shared.classifier.langid import normalize_lang
 from shared.messages import AdapterAction, AdapterEvent, Category, Label, utcnow
-from shared.registry import AdapterRecord, AdapterRegistry
+from shared.training.registry import AdapterRecord, AdapterRegistry
 from shared.settings import Settings
 from shared.store.clickhouse import Store, as_utc_datetime
-from shared.training import Example, TrainConfig, evaluate, stratified_split, train
+from shared.training.loop import Example, TrainConfig, evaluate, stratified_split, train
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from typing import IO, Iterator
 
 from shared.errors import StancestreamError
 from shared.messages import DEAD_LETTER_PREFIX_BYTES, ORIGIN_HEADER, DeadLetter, too_large_reason, utcnow
-from shared.pipeline import DEFAULT_LIMITS, json_nesting_exceeds
+from shared.streaming.processing import DEFAULT_LIMITS, json_nesting_exceeds
 
 log = logging.getLogger(__name__)
 
@@ -374,7 +374,7 @@ def _key_of_json(line: bytes | str, fields: tuple[str, ...] = ("id",)) -> bytes 
 
 def dlq_topic_for(topic: str) -> str:
     """The dead-letter topic beside a physical topic name (same prefix)."""
-    from shared.topics import Topics
+    from shared.streaming.topics import Topics
 
     for logical in Topics:
         if topic.endswith(logical.value):

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Iterator
 
 from shared.errors import StancestreamError
-from shared.feed import read_feed
-from shared.langid import detect_languages
+from shared.streaming.feed import read_feed
+from shared.classifier.langid import detect_languages
 from shared.messages import Tweet, utcnow
-from shared.pipeline import InboundMessage, InvalidMessage, TweetBatchProcessor, parse_tweet
+from shared.streaming.processing import InboundMessage, InvalidMessage, TweetBatchProcessor, parse_tweet
 from shared.store.clickhouse import Store, as_utc_datetime
-from shared.store.sink import ClickHouseSink
+from shared.store.sinks import ClickHouseSink
 
 RUN_COLUMNS = ("run_id", "adapter_version", "adapter_path", "source", "since", "until", "langs", "total", "done",
                "status", "message", "started_at", "updated_at")
@@ -176,7 +176,7 @@ def _record(store: Store, plan: ReplayPlan, total: int, done: int, status: str, 
 
 def resolve_adapter(registry, choice: str | None) -> tuple[str, Path]:
     """``vN`` from the registry, an adapter directory, or (None) the active version."""
-    from shared.classifier import check_adapter
+    from shared.classifier.model import check_adapter
 
     if choice is None:
         active = registry.active()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Iterator
 
-from shared.feed import FeedRecord
+from shared.streaming.feed import FeedRecord
 from shared.store import Store
 
 CHUNK = 2000  # lines looked up per query

@@ -12,12 +12,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from shared.feed import (
+from shared.streaming.feed import (
     FeedError, FeedRecord, _closing, _format_of, _guard, _open_bytes, csv_rows, feed_id, feeder_dead_letter,
     jsonl_records,
 )
 from shared.messages import DeadLetter, Label, utcnow
-from shared.pipeline import (
+from shared.streaming.processing import (
     DEFAULT_LIMITS, InboundMessage, InputLimits, InvalidMessage, parse_message, unexpected_reason,
 )
 from shared.store.clickhouse import Store
@@ -125,7 +125,7 @@ class LabelSink:
         self.store = store
 
     def write(self, batch: LabelBatch) -> None:
-        from shared.store.sink import write_dead_letters
+        from shared.store.sinks import write_dead_letters
 
         now = utcnow()
         self.store.insert("labels", [(lb.tweet_id, lb.text, lb.lang, lb.label.value, lb.annotator, lb.labeled_at, now)
@@ -186,11 +186,11 @@ def import_labels(settings, path: str, wait_s: float = 60.0, warn=None) -> Impor
     """
     import asyncio
 
-    from shared.feed import FeedReport, check_readable, produce_feed
+    from shared.streaming.feed import FeedReport, check_readable, produce_feed
     from shared.store import open_store
     from shared.store.gateway import advertised_stack
     from shared.store.migrations import migrate
-    from shared.topics import Topics, physical
+    from shared.streaming.topics import Topics, physical
 
     check_readable(path)  # fail early on an unknown format, a missing, unreadable or corrupt file
     stack = advertised_stack(settings.data_dir) if settings.kafka_bootstrap is None else None
@@ -233,7 +233,7 @@ def import_labels(settings, path: str, wait_s: float = 60.0, warn=None) -> Impor
 async def _wait_ingested(settings, end_offsets: dict[int, int], wait_s: float) -> bool:
     import asyncio
 
-    from shared.topics import CommittedOffsets, Topics, caught_up
+    from shared.streaming.topics import CommittedOffsets, Topics, caught_up
 
     offsets = CommittedOffsets(settings)
     deadline = asyncio.get_running_loop().time() + wait_s

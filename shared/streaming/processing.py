@@ -2,7 +2,7 @@
 
 ``TweetBatchProcessor.classify`` turns raw messages into accepted tweets, their classifications and dead
 letters; the worker then writes them with a ``ClassificationSink`` and only after that write returns acks the
-batch (see ``shared.streaming``). Keeping this step pure makes it testable without a broker and lets the
+batch (see ``shared.streaming.worker``). Keeping this step pure makes it testable without a broker and lets the
 replay and benchmark paths reuse exactly the worker's code.
 """
 
@@ -21,7 +21,7 @@ from typing import Callable, Protocol, Sequence, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from shared.errors import StancestreamError
-from shared.langid import UNKNOWN, DetectedLanguage, detect_languages
+from shared.classifier.langid import UNKNOWN, DetectedLanguage, detect_languages
 from shared.messages import (
     CATEGORIES, ORIGIN_HEADER, Classification, DeadLetter, Probabilities, Tweet, too_large_reason, utcnow,
 )
