@@ -329,7 +329,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _labels(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.streaming.labels import import_labels, label_stats
+    from shared.store.queries.labels import label_stats
+    from shared.streaming.labels import import_labels
     from shared.training.registry import AdapterRegistry
     from shared.store import open_store
     from shared.store.migrations import migrate
@@ -414,14 +415,12 @@ def _adapters(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _monitor(settings: Settings, args: argparse.Namespace) -> int:
-    import time
-
     from rich.console import Console
-    from rich.live import Live
 
-    from services.views.monitor import MonitorSnapshot
+    from services.views.monitor import render_snapshot, watch
     from shared.store import open_store
     from shared.store.migrations import migrate
+    from shared.store.queries.monitoring import MonitorSnapshot
 
     store = open_store(settings)
     migrate(store)
@@ -430,12 +429,10 @@ def _monitor(settings: Settings, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(snapshot.as_json(), default=str, indent=1))
         else:
-            Console().print(snapshot.render())
+            Console().print(render_snapshot(snapshot))
         return 0
-    with Live(MonitorSnapshot.read(store, args.window).render(), refresh_per_second=4) as live:
-        while True:
-            time.sleep(args.interval)
-            live.update(MonitorSnapshot.read(store, args.window).render())
+    watch(store, args.window, args.interval)
+    return 0
 
 
 def _timestamp(text: str):
@@ -451,7 +448,8 @@ def _timestamp(text: str):
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from shared.classifier.model import StanceClassifier
     from shared.training.registry import AdapterRegistry
-    from services.replay.runner import ReplayPlan, replay_runs, resolve_adapter, run_replay
+    from services.replay.runner import ReplayPlan, resolve_adapter, run_replay
+    from shared.store.queries.replays import replay_runs
     from shared.store import open_store
     from shared.store.migrations import migrate
 

@@ -16,6 +16,7 @@ import uuid
 import numpy as np
 
 from shared.settings import Settings
+from shared.store.queries.monitoring import classified_ids_with_prefix
 from services.stack.stack import Stack
 from shared.streaming.topics import Topics, physical
 
@@ -52,10 +53,9 @@ async def _offer(stack: Stack, producer, topic: str, texts: list[str], tag: str,
 
     async def poll() -> None:
         while len(seen) < n:
-            rows = await asyncio.to_thread(stack.store.query, "SELECT tweet_id FROM classifications WHERE "
-                                           "startsWith(tweet_id, {p:String})", {"p": prefix})
+            ids = await asyncio.to_thread(classified_ids_with_prefix, stack.store, prefix)
             now = time.time()
-            for (tweet_id,) in rows.rows:
+            for tweet_id in ids:
                 seen.setdefault(tweet_id, now)
             await asyncio.sleep(poll_s)
         done.set()

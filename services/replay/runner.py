@@ -26,11 +26,9 @@ from shared.streaming.feed import read_feed
 from shared.classifier.langid import detect_languages
 from shared.messages import Tweet, utcnow
 from shared.streaming.processing import InboundMessage, InvalidMessage, TweetBatchProcessor, parse_tweet
-from shared.store.clickhouse import Store, as_utc_datetime
+from shared.store.base import Store, as_utc_datetime
+from shared.store.queries.replays import archived_tweets, record_replay_run, replay_run, replayed_tweet_ids
 from shared.store.sinks import ClickHouseSink
-
-RUN_COLUMNS = ("run_id", "adapter_version", "adapter_path", "source", "since", "until", "langs", "total", "done",
-               "status", "message", "started_at", "updated_at")
 
 
 class ReplayError(StancestreamError):
@@ -59,40 +57,12 @@ class ReplayPlan:
 
     @classmethod
     def load(cls, store: Store, run_id: str) -> "ReplayPlan":
-        rows = store.query(f"SELECT {', '.join(RUN_COLUMNS)} FROM replay_runs FINAL WHERE run_id = {{r:String}}",
-                           {"r": run_id}).dicts()
-        if not rows:
+        r = replay_run(store, run_id)
+        if r is None:
             raise ReplayError(f"no replay run {run_id!r} (see `stancestream replay status`)")
-        r = rows[0]
         files = [] if r["source"] == "clickhouse:tweets" else json.loads(r["source"])
         return cls(run_id, r["adapter_version"], r["adapter_path"], files, as_utc_datetime(r["since"]), as_utc_datetime(r["until"]),
                    list(r["langs"]), as_utc_datetime(r["started_at"]))
-
-
-def archived_tweets(store: Store, plan: ReplayPlan) -> Iterator[Tweet]:
-    """The archive in posting order, within the plan's time window, fetched page by page."""
-    where, params = [], {}
-    if plan.since:
-        where.append("created_at >= {since:DateTime64(3, 'UTC')}")
-        params["since"] = plan.since
-    if plan.until:
-        where.append("created_at < {until:DateTime64(3, 'UTC')}")
-        params["until"] = plan.until
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    last: tuple | None = None
-    while True:
-        page_where = clause
-        if last is not None:
-            page_where += (" AND " if clause else "WHERE ") + \
-                "(created_at, id) > ({lc:DateTime64(3, 'UTC')}, {li:String})"
-            params |= {"lc": last[0], "li": last[1]}
-        rows = store.query(f"SELECT id, text, created_at, platform_lang, author_id, country, source FROM tweets FINAL "
-                           f"{page_where} ORDER BY created_at, id LIMIT 2000", params).rows
-        if not rows:
-            return
-        for r in rows:
-            yield Tweet(id=r[0], text=r[1], created_at=r[2], lang=r[3], author_id=r[4], country=r[5], source=r[6])
-        last = (rows[-1][2], rows[-1][0])
 
 
 def file_tweets(plan: ReplayPlan, invalid: list[str]) -> Iterator[Tweet]:
@@ -121,10 +91,9 @@ def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 
     from tqdm.auto import tqdm
 
     invalid: list[str] = []
-    source = file_tweets(plan, invalid) if plan.files else archived_tweets(store, plan)
+    source = file_tweets(plan, invalid) if plan.files else archived_tweets(store, plan.since, plan.until)
     tweets = _in_languages(source, plan.langs)
-    already = {r[0] for r in store.query("SELECT DISTINCT tweet_id FROM classifications WHERE replay_run = {r:String}",
-                                         {"r": plan.run_id}).rows}
+    already = replayed_tweet_ids(store, plan.run_id)
     total = len(tweets)
     todo = [t for t in tweets if t.id not in already]
     done = total - len(todo)
@@ -141,7 +110,8 @@ def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 
                         time.sleep(ahead)
                 messages = [InboundMessage(t.model_dump_json().encode(), "replay", 0, at + i, origin=f"replay:{plan.run_id}:{t.id}")
                             for i, t in enumerate(chunk)]
-                sink.write(processor.classify(messages))
+                result = processor.classify(messages)
+                sink.write(result.tweets, result.classifications, result.dead_letters)
                 done += len(chunk)
                 bar.update(len(chunk))
                 _record(store, plan, total, done, "running", "")
@@ -155,10 +125,6 @@ def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 
     return ReplayProgress(total, done)
 
 
-def replay_runs(store: Store) -> list[dict]:
-    return store.query(f"SELECT {', '.join(RUN_COLUMNS)} FROM replay_runs FINAL ORDER BY started_at").dicts()
-
-
 def _in_languages(tweets: Iterator[Tweet], langs: list[str]) -> list[Tweet]:
     """All tweets, or those whose detected language is one of ``langs`` (detected as the worker does)."""
     tweets = list(tweets)
@@ -169,9 +135,8 @@ def _in_languages(tweets: Iterator[Tweet], langs: list[str]) -> list[Tweet]:
 
 
 def _record(store: Store, plan: ReplayPlan, total: int, done: int, status: str, message: str) -> None:
-    store.insert("replay_runs", [(plan.run_id, plan.adapter_version, plan.adapter_path, plan.source, plan.since,
-                                  plan.until, plan.langs, total, done, status, message, plan.started_at, utcnow())],
-                 RUN_COLUMNS)
+    record_replay_run(store, (plan.run_id, plan.adapter_version, plan.adapter_path, plan.source, plan.since,
+                              plan.until, plan.langs, total, done, status, message, plan.started_at, utcnow()))
 
 
 def resolve_adapter(registry, choice: str | None) -> tuple[str, Path]:

@@ -23,8 +23,10 @@ from shared.streaming.feed_resume import ResumeReport, undone
 from shared.settings import Settings
 from services.stack.stack import Stack
 from shared.store import StoreError
+from shared.store.queries.feeds import StoredFeedOutcomes
+from shared.store.queries.monitoring import RunSummary
 from shared.store.sinks import write_dead_letters
-from services.views.summary import RunSummary
+from services.views.summary import render_summary, summary_line
 from shared.streaming.topics import Topics, caught_up, physical
 
 #: Without a feed of our own we cannot know what external producers sent: draining ends once the worker
@@ -72,7 +74,7 @@ async def run(settings: Settings, feed: str | None, rate: float | None, exit_whe
             limit = settings.max_message_bytes
             records = read_feed(feed, limit)
             if feed != "-":
-                records = undone(records, stack.store, resumed)
+                records = undone(records, StoredFeedOutcomes(stack.store), resumed)
             feeder = asyncio.create_task(produce_feed(
                 stack.settings.kafka_bootstrap, topic, records, report, rate, max_message_bytes=limit,
                 dead_letter_sink=lambda letters: write_dead_letters(stack.store, letters)))
@@ -99,9 +101,9 @@ async def run(settings: Settings, feed: str | None, rate: float | None, exit_whe
                 title = f"stancestream — fed {report.sent}{_skipped(resumed)}" + (" — draining" if draining else "")
                 summary = await _read_summary(stack, console)
                 if summary is not None and live is not None:
-                    live.update(summary.render(title))
+                    live.update(render_summary(summary, title))
                 elif summary is not None and time.monotonic() - last_line > 5:
-                    console.print(f"fed={report.sent} {summary.line()}")
+                    console.print(f"fed={report.sent} {summary_line(summary)}")
                     last_line = time.monotonic()
                 if stack.stats.store_error:
                     console.print(f"[yellow]ClickHouse write failing, retrying[/]: {stack.stats.store_error}")
@@ -122,7 +124,7 @@ async def run(settings: Settings, feed: str | None, rate: float | None, exit_whe
         else:
             summary = await _read_summary(stack, console)
             if summary is not None:
-                console.print(summary.render(f"final summary — fed {report.sent}{_skipped(resumed)}"))
+                console.print(render_summary(summary, f"final summary — fed {report.sent}{_skipped(resumed)}"))
             if interrupts.count == 1 and feed and not report.done:
                 console.print(f"stopped before the end of {feed}; {_resume_hint(feed)}", soft_wrap=True)
     finally:

@@ -20,7 +20,6 @@ from shared.errors import StancestreamError
 from shared.streaming.broker import EmbeddedBroker
 from shared.classifier.model import StanceClassifier
 from shared.streaming.hotswap import AdapterWatcher, announcer
-from shared.streaming.labels import LabelSink
 from shared.messages import utcnow
 from shared.streaming.processing import InputLimits, TweetBatchProcessor
 from shared.training.registry import AdapterRegistry
@@ -28,7 +27,7 @@ from shared.settings import BrokerStorage, Settings
 from shared.store import Store, open_store
 from shared.store.gateway import QueryGateway
 from shared.store.migrations import migrate
-from shared.store.sinks import ClickHouseSink
+from shared.store.sinks import ClickHouseLabelSink, ClickHouseSink
 from shared.streaming.worker import WorkerStats, build_worker
 from shared.streaming.telemetry import Telemetry
 from shared.streaming.topics import CommittedOffsets, Topics, ensure_topics
@@ -94,7 +93,7 @@ class Stack:
         self.telemetry = Telemetry().serve(settings)
         self.telemetry.serving(self.classifier.adapter_version)
         self._app, self.stats = build_worker(settings, TweetBatchProcessor(self.classifier, limits=InputLimits.of(settings)),
-                                             ClickHouseSink(self.store), LabelSink(self.store), model_thread,
+                                             ClickHouseSink(self.store), ClickHouseLabelSink(self.store), model_thread,
                                              self.telemetry, retry_forever=self.retry_store_forever,
                                              broker_epoch=self.broker.epoch if self.broker else "")
         await self._app.start()

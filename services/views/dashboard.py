@@ -1,7 +1,7 @@
 """``stancestream dashboard``: a read-only local web page with the charts analysts look at.
 
 One HTML page (inline SVG drawn by a few lines of JavaScript: no CDN, works offline) polls ``/api/data``, which
-runs four fixed SELECTs over the last ``days`` days: stance share per language per day, volume per language,
+runs four fixed SELECTs (``shared.store.queries.monitoring.dashboard_data``) over the last ``days`` days: stance share per language per day, volume per language,
 the confidence distribution and the adapter versions timeline. Every chart element carries its numbers as
 ``data-*`` attributes, so a test (and a curious user) can read exactly what was drawn.
 """
@@ -12,31 +12,10 @@ import json
 import logging
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from shared.store.clickhouse import Store
+from shared.store.base import Store
+from shared.store.queries.monitoring import dashboard_data
 
 log = logging.getLogger(__name__)
-
-
-def dashboard_data(store: Store, days: int) -> dict:
-    recent = "tweet_created_at >= now64(3) - toIntervalDay({d:UInt32})"
-    params = {"d": days}
-    stance: dict[str, list[dict]] = {}
-    for lang, day, pro, anti, neutral in store.query(
-            f"SELECT lang, toString(toDate(tweet_created_at)) AS day, countIf(stance = 'pro'), countIf(stance = 'anti'), "
-            f"countIf(stance = 'neutral') FROM latest_classifications WHERE topic = 'immigration' AND {recent} "
-            "GROUP BY lang, day ORDER BY lang, day", params).rows:
-        total = pro + anti + neutral
-        stance.setdefault(lang, []).append({"day": day, "n": int(total), "pro": round(pro / total, 4),
-                                            "anti": round(anti / total, 4), "neutral": round(neutral / total, 4)})
-    volume = [{"lang": lang, "tweets": int(n)} for lang, n in store.query(
-        f"SELECT lang, count() AS n FROM latest_classifications WHERE {recent} GROUP BY lang ORDER BY n DESC, lang",
-        params).rows]
-    confidence = [{"bin": round(float(b), 1), "tweets": int(n)} for b, n in store.query(
-        f"SELECT least(floor(confidence * 10), 9) / 10 AS bin, count() FROM latest_classifications WHERE {recent} "
-        "GROUP BY bin ORDER BY bin", params).rows]
-    adapters = [{"version": v, "status": s, "created_at": str(c), "updated_at": str(u)} for v, s, c, u in store.query(
-        "SELECT version, toString(status), created_at, updated_at FROM adapters FINAL ORDER BY created_at, version").rows]
-    return {"days": days, "stance": stance, "volume": volume, "confidence": confidence, "adapters": adapters}
 
 
 def serve_dashboard(store: Store, host: str, port: int, days: int, refresh_s: int) -> None:

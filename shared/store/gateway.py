@@ -23,19 +23,19 @@ import logging
 import os
 import secrets
 import threading
-import urllib.error
-import urllib.request
-from datetime import datetime, timezone
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from shared.store.clickhouse import ClickHouseStore, QueryResult, StoreError
-from shared.store.sqlpolicy import QueryRefused, run_adhoc
+from shared.store.base import QueryRefused, StoreError
+from shared.store.clickhouse import ClickHouseStore
+from shared.store.gateway_client import GATEWAY_FILE
+from shared.store.migrations import schema_objects
+from shared.store.sqlpolicy import run_adhoc
 
 log = logging.getLogger(__name__)
 
-_FILE = "gateway.json"
 _MAX_BODY = 64 * 1024 * 1024
 
 #: The tables other processes write through ``POST /insert``, and who writes them: labels and their dead
@@ -45,30 +45,11 @@ WRITABLE_TABLES = frozenset({"labels", "dead_letters", "adapters", "adapter_runs
                              "tweets", "classifications", "schema_migrations"})
 
 
-def advertised_stack(data_dir: Path) -> dict | None:
-    """``{"address", "pid", "kafka_bootstrap", "token"}`` of a live stack serving this data directory, if one runs."""
-    path = data_dir / _FILE
-    try:
-        info = json.loads(path.read_text())
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return None
-    return info
-
-
-def advertised_gateway(data_dir: Path) -> str | None:
-    """The address of a live gateway for this data directory, if one is running."""
-    info = advertised_stack(data_dir)
-    return info["address"] if info else None
-
-
 class QueryGateway:
     """Serves ``store`` on a loopback port for as long as it runs; advertises itself in ``data_dir``."""
 
     def __init__(self, store: ClickHouseStore, data_dir: Path, host: str = "127.0.0.1",
                  kafka_bootstrap: str | None = None):
-        from shared.store.migrations import schema_objects
-
         self._store = store
         self._data_dir = data_dir
         self._kafka_bootstrap = kafka_bootstrap
@@ -121,7 +102,7 @@ class QueryGateway:
                 supplied = (self.headers.get("Authorization") or "").encode()
                 if not hmac.compare_digest(supplied, expected_auth):
                     return 401, {"error": "missing or wrong gateway credential: use the token in "
-                                          f"{gateway._data_dir / _FILE} (readable by the stack's user only)"}
+                                          f"{gateway._data_dir / GATEWAY_FILE} (readable by the stack's user only)"}
                 if (self.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/json":
                     return 415, {"error": "send Content-Type: application/json"}
                 return None
@@ -146,13 +127,13 @@ class QueryGateway:
     def start(self) -> "QueryGateway":
         self._thread.start()
         self._data_dir.mkdir(parents=True, exist_ok=True)
-        _write_private(self._data_dir / _FILE, json.dumps({
+        _write_private(self._data_dir / GATEWAY_FILE, json.dumps({
             "address": self.address, "pid": os.getpid(), "kafka_bootstrap": self._kafka_bootstrap,
             "token": self._token}))
         return self
 
     def stop(self) -> None:
-        (self._data_dir / _FILE).unlink(missing_ok=True)
+        (self._data_dir / GATEWAY_FILE).unlink(missing_ok=True)
         self._server.shutdown()
         self._server.server_close()
 
@@ -188,60 +169,3 @@ def _decode_rows(rows: list[list[Any]], types: list[str]) -> list[list[Any]]:
     """Rows as sent by ``GatewayStore.insert``: datetimes travel as ISO text."""
     return [[datetime.fromisoformat(v) if kind == "datetime" and v is not None else v for v, kind in zip(row, types)]
             for row in rows]
-
-
-def _param(value: Any) -> Any:
-    """Query parameters travel as JSON: datetimes as ClickHouse's own UTC text, which it parses back."""
-    if isinstance(value, datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    return value
-
-
-class GatewayStore:
-    """A Store that talks to a running stack's gateway (loopback only), with the credential from gateway.json."""
-
-    def __init__(self, address: str, token: str | None):
-        self.address = address
-        self._token = token
-        self.description = f"embedded chDB through the running stack's gateway at {address}"
-
-    def query(self, sql: str, params: dict[str, Any] | None = None, *, write: bool = False) -> QueryResult:
-        params = {k: _param(v) for k, v in (params or {}).items()}
-        body = self._post("/query", {"sql": sql, "params": params, "write": write})
-        return QueryResult(body["columns"], body["types"], [tuple(r) for r in body["rows"]])
-
-    def _post(self, path: str, payload: dict) -> dict:
-        request = urllib.request.Request(
-            f"{self.address}{path}",
-            data=json.dumps(payload, default=str).encode(),
-            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._token or ''}"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                body = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read()).get("error", str(exc))
-            except ValueError:
-                message = str(exc)
-            error = QueryRefused if exc.code in (401, 403, 415) else StoreError
-            raise error(message) from exc
-        except OSError as exc:
-            raise StoreError(f"the stack's query gateway at {self.address} did not answer: {exc}") from exc
-        return body
-
-    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self.query(sql, params, write=True)
-
-    def insert(self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
-        if not rows:
-            return
-        types = ["datetime" if isinstance(v, datetime) else "" for v in rows[0]]
-        self._post("/insert", {"table": table, "columns": list(columns), "types": types,
-                               "rows": [[v.isoformat() if isinstance(v, datetime) else v for v in row]
-                                        for row in rows]})
-
-    def close(self) -> None:
-        pass

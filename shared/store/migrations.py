@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.errors import StancestreamError
-from shared.store.clickhouse import Store
+from shared.store.base import Store
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")

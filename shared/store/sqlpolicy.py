@@ -27,11 +27,8 @@ import re
 import threading
 from typing import Any, Iterable
 
-from shared.store.clickhouse import QueryResult, Store, StoreError
-
-
-class QueryRefused(StoreError):
-    """The policy refused a statement; the message says why, in one line."""
+from shared.store.base import QueryRefused, QueryResult, Store, StoreError
+from shared.store.gateway_client import GatewayStore
 
 
 # Local, side-effect-free table functions and table engines; every other one ClickHouse knows is refused.
@@ -83,8 +80,6 @@ def run_adhoc(store: Store, sql: str, params: dict[str, Any] | None = None, *, w
 
     Through a running stack's gateway the stack's process applies it; on a store opened here, it applies here.
     """
-    from shared.store.gateway import GatewayStore
-
     if isinstance(store, GatewayStore):
         return store.query(sql, params, write=write)
     reader = store.read_only()  # type: ignore[attr-defined]

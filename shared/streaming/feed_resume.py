@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from itertools import islice
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from shared.streaming.feed import FeedRecord
-from shared.store import Store
 
 CHUNK = 2000  # lines looked up per query
 
@@ -25,7 +24,16 @@ class ResumeReport:
     skipped: int = 0
 
 
-def undone(records: Iterator[FeedRecord], store: Store, report: ResumeReport) -> Iterator[FeedRecord]:
+class FeedOutcomes(Protocol):
+    """What the store holds of a feed's lines (``shared.store.queries.feeds.StoredFeedOutcomes``): the text of each
+    tweet id stored and classified by the live stream, and which origins (``<feed id>:<line>``) have a dead letter."""
+
+    def live_texts(self, ids: list[str]) -> dict[str, str]: ...
+
+    def dead_letter_origins(self, origins: list[str]) -> set[str]: ...
+
+
+def undone(records: Iterator[FeedRecord], outcomes: FeedOutcomes, report: ResumeReport) -> Iterator[FeedRecord]:
     """``records`` without those whose outcome is already stored."""
     while chunk := list(islice(records, CHUNK)):
         texts = {}
@@ -33,8 +41,8 @@ def undone(records: Iterator[FeedRecord], store: Store, report: ResumeReport) ->
             tweet = _tweet_of(record.value)
             if tweet is not None:
                 texts[record] = tweet
-        stored = _stored_texts(store, sorted({tweet_id for tweet_id, _ in texts.values()}))
-        dead = _dead_letter_origins(store, [r.origin for r in chunk if r.origin])
+        stored = outcomes.live_texts(sorted({tweet_id for tweet_id, _ in texts.values()}))
+        dead = outcomes.dead_letter_origins([r.origin for r in chunk if r.origin])
         for record in chunk:
             tweet = texts.get(record)
             if record.origin in dead or (tweet is not None and stored.get(tweet[0]) == tweet[1]):
@@ -57,21 +65,3 @@ def _tweet_of(value: bytes) -> tuple[str, str] | None:
     if not isinstance(tweet_id, str) or not isinstance(text, str):
         return None
     return tweet_id.strip(), text.strip()
-
-
-def _stored_texts(store: Store, ids: list[str]) -> dict[str, str]:
-    """Text of each of ``ids`` that is stored and classified by the live stream."""
-    if not ids:
-        return {}
-    rows = store.query(
-        "SELECT id, text FROM tweets FINAL WHERE id IN {ids:Array(String)} AND id IN"
-        " (SELECT tweet_id FROM classifications WHERE tweet_id IN {ids:Array(String)} AND replay_run = '')",
-        {"ids": ids}).rows
-    return dict(rows)
-
-
-def _dead_letter_origins(store: Store, origins: list[str]) -> set[str]:
-    if not origins:
-        return set()
-    rows = store.query("SELECT origin FROM dead_letters WHERE origin IN {o:Array(String)}", {"o": origins}).rows
-    return {row[0] for row in rows}

@@ -17,7 +17,7 @@ from shared.messages import AdapterEvent
 from shared.streaming.processing import InvalidMessage, parse_message
 from shared.training.registry import AdapterRegistry, RegistryError
 from shared.settings import Settings
-from shared.store.clickhouse import StoreError
+from shared.store.base import StoreError
 from shared.streaming.topics import Topics, physical
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def announcer(settings: Settings):
     It publishes to ``KAFKA_BOOTSTRAP`` or to the broker of the stack running on this data directory; with
     neither, no worker is running and there is nobody to tell: a worker reads the registry when it starts.
     """
-    from shared.store.gateway import advertised_stack
+    from shared.store.gateway_client import advertised_stack
 
     def announce(event: AdapterEvent) -> None:
         stack = advertised_stack(settings.data_dir)

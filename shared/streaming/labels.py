@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Protocol, Sequence
 
 from shared.streaming.feed import (
     FeedError, FeedRecord, _closing, _format_of, _guard, _open_bytes, csv_rows, feed_id, feeder_dead_letter,
     jsonl_records,
 )
-from shared.messages import DeadLetter, Label, utcnow
+from shared.messages import DeadLetter, Label
 from shared.streaming.processing import (
     DEFAULT_LIMITS, InboundMessage, InputLimits, InvalidMessage, parse_message, unexpected_reason,
 )
-from shared.store.clickhouse import Store
 
-LABEL_COLUMNS = ("tweet_id", "text", "lang", "label", "annotator", "labeled_at", "ingested_at")
 _CSV_FIELDS = {"id": "tweet_id", "tweet_id": "tweet_id", "text": "text", "lang": "lang", "label": "label",
                "annotator": "annotator", "labeled_at": "labeled_at"}
 
@@ -118,55 +115,10 @@ class LabelBatchProcessor:
         return batch
 
 
-class LabelSink:
-    """Writes labels (and refused label messages) to ClickHouse; a redelivery replaces, never duplicates."""
+class LabelSink(Protocol):
+    """Where labels go (``shared.store.sinks.ClickHouseLabelSink``): durable when ``write`` returns, or raise."""
 
-    def __init__(self, store: Store):
-        self.store = store
-
-    def write(self, batch: LabelBatch) -> None:
-        from shared.store.sinks import write_dead_letters
-
-        now = utcnow()
-        self.store.insert("labels", [(lb.tweet_id, lb.text, lb.lang, lb.label.value, lb.annotator, lb.labeled_at, now)
-                                     for lb in batch.labels], LABEL_COLUMNS)
-        write_dead_letters(self.store, batch.dead_letters)
-
-
-def load_labels(store: Store, exclude_holdout: bool = False) -> list[Label]:
-    """The current label of every labeled tweet."""
-    where = "WHERE tweet_id NOT IN (SELECT tweet_id FROM holdout)" if exclude_holdout else ""
-    rows = store.query(f"SELECT tweet_id, text, lang, label, annotator, labeled_at FROM labels FINAL {where} "
-                       "ORDER BY tweet_id").rows
-    return [Label(tweet_id=r[0], text=r[1], lang=r[2], label=r[3], annotator=r[4], labeled_at=r[5]) for r in rows]
-
-
-@dataclass(frozen=True)
-class LabelStats:
-    total: int
-    new_since_active: int
-    active_version: str | None
-    by_language: dict[str, dict[str, int]]  # lang -> label -> count
-
-    def as_json(self) -> dict:
-        return {"total": self.total, "new_since_active": self.new_since_active,
-                "active_version": self.active_version, "by_language": self.by_language}
-
-
-def label_stats(store: Store, active_version: str | None, active_since: datetime | None) -> LabelStats:
-    """Counts per language and label, and how many labels arrived after the active adapter was created."""
-    by_language: dict[str, dict[str, int]] = {}
-    for lang, label, n in store.query(
-        "SELECT lang, toString(label), count() FROM labels FINAL GROUP BY lang, label ORDER BY lang, label"
-    ).rows:
-        by_language.setdefault(lang, {})[label] = int(n)
-    total = sum(sum(v.values()) for v in by_language.values())
-    if active_since is None:
-        new = total
-    else:
-        new = int(store.query("SELECT count() FROM labels FINAL WHERE ingested_at > {since:DateTime64(3, 'UTC')}",
-                              {"since": active_since}).scalar() or 0)
-    return LabelStats(total, new, active_version, by_language)
+    def write(self, labels: Sequence[Label], dead_letters: Sequence[DeadLetter]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -188,8 +140,9 @@ def import_labels(settings, path: str, wait_s: float = 60.0, warn=None) -> Impor
 
     from shared.streaming.feed import FeedReport, check_readable, produce_feed
     from shared.store import open_store
-    from shared.store.gateway import advertised_stack
+    from shared.store.gateway_client import advertised_stack
     from shared.store.migrations import migrate
+    from shared.store.sinks import ClickHouseLabelSink
     from shared.streaming.topics import Topics, physical
 
     check_readable(path)  # fail early on an unknown format, a missing, unreadable or corrupt file
@@ -206,7 +159,7 @@ def import_labels(settings, path: str, wait_s: float = 60.0, warn=None) -> Impor
 
     store = open_store(settings)
     migrate(store)
-    processor, sink = LabelBatchProcessor(InputLimits.of(settings)), LabelSink(store)
+    processor, sink = LabelBatchProcessor(InputLimits.of(settings)), ClickHouseLabelSink(store)
     sent = stored = refused = 0
     source = f"file:{Path(path).name}"
     chunk: list[InboundMessage] = []
@@ -219,12 +172,12 @@ def import_labels(settings, path: str, wait_s: float = 60.0, warn=None) -> Impor
         chunk.append(InboundMessage(record.value, source, 0, offset, origin=record.origin or ""))
         if len(chunk) == 1000:
             batch = processor.process(chunk)
-            sink.write(batch)
+            sink.write(batch.labels, batch.dead_letters)
             sent, stored, refused = sent + len(chunk), stored + len(batch.labels), refused + len(batch.dead_letters)
             chunk = []
     batch = processor.process(chunk)
     batch.dead_letters += rejected
-    sink.write(batch)
+    sink.write(batch.labels, batch.dead_letters)
     sent = sent + len(chunk) + len(rejected)
     stored, refused = stored + len(batch.labels), refused + len(batch.dead_letters)
     return ImportResult(sent, stored, refused, f"{store.description} (no broker running)", True)

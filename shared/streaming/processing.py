@@ -120,9 +120,10 @@ class Classifier(Protocol):
 
 
 class ClassificationSink(Protocol):
-    """Where results go. ``write`` must be durable when it returns, or raise."""
+    """Where results go (``shared.store.sinks.ClickHouseSink``). ``write`` must be durable when it returns, or raise."""
 
-    def write(self, result: BatchResult) -> None: ...
+    def write(self, tweets: Sequence[Tweet], classifications: Sequence[Classification],
+              dead_letters: Sequence[DeadLetter]) -> None: ...
 
 
 class InvalidMessage(ValueError):

@@ -21,6 +21,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 import faust
 
@@ -93,11 +94,12 @@ def build_worker(
     guard = InvalidRatioGuard(settings.dlq_max_invalid_ratio)
     label_processor = LabelBatchProcessor(InputLimits.of(settings))
 
-    async def write_durably(write, batch) -> None:
+    async def write_durably(write: Callable[[], object]) -> None:
+        """``write()`` in a thread, retried with backoff: ``sink_retries`` times, or forever."""
         delay = 0.5
         for attempt in itertools.count(1):
             try:
-                await asyncio.to_thread(write, batch)
+                await asyncio.to_thread(write)
                 stats.store_error = None
                 return
             except Exception as exc:
@@ -153,7 +155,7 @@ def build_worker(
         found: dict[str, str] = {}
         lookup = getattr(sink, "stored_text_digests", None)
         if ids and lookup is not None:
-            await write_durably(lambda batch: found.update(lookup(batch)), ids)
+            await write_durably(lambda: found.update(lookup(ids)))
         return found
 
     async def classify_batch(messages: list[InboundMessage]) -> None:
@@ -164,7 +166,7 @@ def build_worker(
                                             await stored_texts(parsed.ids))
         guard.check(result)
         fault_point("before_insert")
-        await write_durably(sink.write, result)
+        await write_durably(lambda: sink.write(result.tweets, result.classifications, result.dead_letters))
         fault_point("after_insert")
         await publish(result.classifications, result.dead_letters)
         stats.batches += 1
@@ -183,7 +185,7 @@ def build_worker(
 
     async def ingest_labels(messages: list[InboundMessage]) -> None:
         batch = label_processor.process(messages)
-        await write_durably(label_sink.write, batch)
+        await write_durably(lambda: label_sink.write(batch.labels, batch.dead_letters))
         await publish([], batch.dead_letters)
         stats.labels += len(batch.labels)
         stats.dead_letters += len(batch.dead_letters)

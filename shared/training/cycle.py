@@ -19,18 +19,17 @@ from pathlib import Path
 from typing import Callable
 
 from shared.classifier.model import BASE_VERSION, StanceClassifier, read_adapter_metadata
-from shared.streaming.labels import load_labels
 from shared.classifier.langid import normalize_lang
 from shared.messages import AdapterAction, AdapterEvent, Category, Label, utcnow
 from shared.training.registry import AdapterRecord, AdapterRegistry
 from shared.settings import Settings
-from shared.store.clickhouse import Store, as_utc_datetime
+from shared.store.base import Store
+from shared.store.queries.adapters import insert_adapter_run, last_training_started
+from shared.store.queries.labels import count_labels, freeze_holdout, holdout_ids, load_labels
 from shared.training.loop import Example, TrainConfig, evaluate, stratified_split, train
 
 log = logging.getLogger(__name__)
 
-RUN_COLUMNS = ("run_id", "started_at", "duration_s", "labels", "train_examples", "holdout_examples",
-               "active_version", "candidate_version", "active_metrics", "candidate_metrics", "decision", "reason")
 HOLDOUT_SEED = 2024
 
 
@@ -109,13 +108,7 @@ class Trainer:
 
     def new_labels(self) -> int:
         """Labels that arrived since the last cycle that trained (all labels if none did)."""
-        last = as_utc_datetime(self.store.query(
-            "SELECT max(started_at) FROM adapter_runs WHERE decision IN ('promoted', 'rejected', 'failed')"
-        ).scalar())
-        if last is None:
-            return int(self.store.query("SELECT count() FROM labels FINAL").scalar() or 0)
-        return int(self.store.query("SELECT count() FROM labels FINAL WHERE ingested_at > {t:DateTime64(3, 'UTC')}",
-                                    {"t": last}).scalar() or 0)
+        return count_labels(self.store, since=last_training_started(self.store))
 
     def run_cycle(self, force: bool = False) -> CycleReport:
         started = time.monotonic()
@@ -178,20 +171,19 @@ class Trainer:
 
     def _holdout(self, labels: list[Label]) -> set[str]:
         """The frozen holdout's tweet ids; drawn from ``labels`` the first time."""
-        ids = {r[0] for r in self.store.query("SELECT tweet_id FROM holdout FINAL").rows}
+        ids = holdout_ids(self.store)
         if ids:
             return ids
         _, held = stratified_split([_example(lb) for lb in labels], self.settings.holdout_fraction, HOLDOUT_SEED)
-        now = utcnow()
-        self.store.insert("holdout", [(ex.id, now) for ex in held], ("tweet_id", "created_at"))
+        freeze_holdout(self.store, [ex.id for ex in held], utcnow())
         return {ex.id for ex in held}
 
     def _record(self, report: CycleReport) -> None:
-        self.store.insert("adapter_runs", [(
+        insert_adapter_run(self.store, (
             report.run_id, report.started_at, report.duration_s, report.labels, report.train_examples,
             report.holdout_examples, report.active_version, report.candidate_version,
             json.dumps(report.active_metrics), json.dumps(report.candidate_metrics), report.decision, report.reason,
-        )], RUN_COLUMNS)
+        ))
 
 
 def _example(label: Label) -> Example:

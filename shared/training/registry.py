@@ -19,10 +19,10 @@ from pathlib import Path
 from shared.classifier.model import ADAPTER_METADATA, BASE_VERSION, check_adapter, read_adapter_metadata
 from shared.errors import StancestreamError
 from shared.messages import utcnow
-from shared.store.clickhouse import Store, as_utc_datetime
+from shared.store.base import Store, as_utc_datetime
+from shared.store.queries.adapters import adapter_rows, insert_adapter_row, last_adapter_update
 
 _VERSION = re.compile(r"^v(\d+)$")
-COLUMNS = ("version", "parent", "path", "status", "replaced", "metrics", "reason", "created_at", "updated_at")
 
 
 class RegistryError(StancestreamError):
@@ -62,14 +62,11 @@ class AdapterRegistry:
 
     # -- reading ---------------------------------------------------------------------------------------------
     def records(self) -> list[AdapterRecord]:
-        result = self.store.query(
-            f"SELECT {', '.join(COLUMNS)} FROM adapters FINAL ORDER BY created_at, version"
-        )
         return [
             AdapterRecord(r["version"], r["parent"], r["path"], AdapterStatus(r["status"]), r["replaced"],
                           json.loads(r["metrics"] or "{}"), r["reason"], as_utc_datetime(r["created_at"]),
                           as_utc_datetime(r["updated_at"]))
-            for r in result.dicts()
+            for r in adapter_rows(self.store)
         ]
 
     def get(self, version: str) -> AdapterRecord:
@@ -177,10 +174,10 @@ class AdapterRegistry:
                metrics: dict, reason: str, created_at: datetime | None = None) -> AdapterRecord:
         now = utcnow()
         # ReplacingMergeTree keeps the row with the greatest updated_at: make every change strictly later.
-        latest = as_utc_datetime(self.store.query("SELECT max(updated_at) FROM adapters").scalar())
+        latest = last_adapter_update(self.store)
         if latest is not None and now <= latest:
             now = latest + timedelta(milliseconds=1)
         record = AdapterRecord(version, parent, str(path), status, replaced, metrics, reason, created_at or now, now)
-        self.store.insert("adapters", [(version, parent, str(path), status.value, replaced,
-                                        json.dumps(metrics, default=str), reason, record.created_at, now)], COLUMNS)
+        insert_adapter_row(self.store, (version, parent, str(path), status.value, replaced,
+                                       json.dumps(metrics, default=str), reason, record.created_at, now))
         return record

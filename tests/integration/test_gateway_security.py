@@ -24,7 +24,8 @@ import pytest
 from shared.classifier.model import BASE_VERSION
 from shared.settings import Settings
 from shared.store import StoreError, open_store
-from shared.store.gateway import GatewayStore, QueryGateway
+from shared.store.gateway import QueryGateway
+from shared.store.gateway_client import GatewayStore
 from shared.store.migrations import migrate
 from shared.store.sqlpolicy import QueryRefused, run_adhoc
 

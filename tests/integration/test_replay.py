@@ -15,8 +15,9 @@ from shared.classifier.model import StanceClassifier
 from shared.streaming.feed import FeedReport, produce_feed
 from shared.streaming.processing import InboundMessage, TweetBatchProcessor
 from shared.training.registry import AdapterRegistry
-from services.replay.runner import ReplayPlan, replay_runs, run_replay
+from services.replay.runner import ReplayPlan, run_replay
 from services.stack.stack import Stack
+from shared.store.queries.replays import replay_runs
 from shared.store.sinks import ClickHouseSink
 from shared.streaming.topics import Topics, physical
 from shared.training.loop import TrainConfig, read_labeled, train
@@ -38,8 +39,9 @@ def _classify_into_archive(store, classifier, values: list[bytes]) -> None:
     """What the live worker did last year: the same batch code, straight into ClickHouse."""
     processor, sink = TweetBatchProcessor(classifier), ClickHouseSink(store)
     for at in range(0, len(values), 100):
-        sink.write(processor.classify([InboundMessage(v, "tweets.raw", 0, at + i)
-                                       for i, v in enumerate(values[at: at + 100])]))
+        result = processor.classify([InboundMessage(v, "tweets.raw", 0, at + i)
+                                     for i, v in enumerate(values[at: at + 100])])
+        sink.write(result.tweets, result.classifications, result.dead_letters)
 
 
 @pytest.fixture(scope="module")

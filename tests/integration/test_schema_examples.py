@@ -42,7 +42,7 @@ def test_example_through_the_worker(path: Path, tiny_classifier, clean_store):
     offset = EXAMPLES.index(path)
 
     result = TweetBatchProcessor(tiny_classifier).classify([InboundMessage(raw, topic, 0, offset)])
-    ClickHouseSink(clean_store).write(result)
+    ClickHouseSink(clean_store).write(result.tweets, result.classifications, result.dead_letters)
 
     classifications = clean_store.query(
         "SELECT tweet_id, label, topic, stance, p_pro, p_anti, p_neutral, p_unrelated, adapter_version, model_id,"
