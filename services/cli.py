@@ -330,7 +330,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _labels(settings: Settings, args: argparse.Namespace) -> int:
     from shared.store.queries.labels import label_stats
-    from shared.streaming.labels import import_labels
+    from services.labels.importer import import_labels
     from shared.training.registry import AdapterRegistry
     from shared.store import open_store
     from shared.store.migrations import migrate
@@ -367,7 +367,7 @@ def _labels(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _adapters(settings: Settings, args: argparse.Namespace) -> int:
-    from shared.streaming.hotswap import announcer
+    from services.wiring import announcer
     from shared.messages import AdapterAction, AdapterEvent
     from shared.training.registry import AdapterRegistry
     from shared.store import open_store

@@ -8,7 +8,8 @@ import uuid
 
 from aiokafka import AIOKafkaConsumer
 
-from shared.streaming.feed import FeedRecord, FeedReport
+from shared.streaming.feed import FeedReport
+from shared.streaming.feed_files import FeedRecord
 from shared.settings import Settings
 from services.stack.stack import Stack
 from shared.streaming.topics import Topics, caught_up, physical

@@ -16,6 +16,7 @@ import uuid
 import numpy as np
 
 from shared.settings import Settings
+from shared.streaming.pacing import RatePacer
 from shared.store.queries.monitoring import classified_ids_with_prefix
 from services.stack.stack import Stack
 from shared.streaming.topics import Topics, physical
@@ -61,12 +62,9 @@ async def _offer(stack: Stack, producer, topic: str, texts: list[str], tag: str,
         done.set()
 
     poller = asyncio.create_task(poll())
-    started = time.time()
+    pacer = RatePacer(rate)
     for i in range(n):
-        if rate:
-            ahead = started + i / rate - time.time()
-            if ahead > 0:
-                await asyncio.sleep(ahead)
+        await pacer.wait(i)
         tweet_id = f"{prefix}{i}"
         value = json.dumps({"id": tweet_id, "text": texts[i % len(texts)], "created_at": "2026-11-22T00:00:00Z"})
         produced[tweet_id] = time.time()

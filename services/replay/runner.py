@@ -14,7 +14,6 @@ the run already stored.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +24,9 @@ from shared.errors import StancestreamError
 from shared.streaming.feed import read_feed
 from shared.classifier.langid import detect_languages
 from shared.messages import Tweet, utcnow
-from shared.streaming.processing import InboundMessage, InvalidMessage, TweetBatchProcessor, parse_tweet
+from shared.streaming.pacing import RatePacer
+from shared.streaming.processing import InboundMessage, TweetBatchProcessor
+from shared.streaming.validation import InvalidMessage, parse_tweet
 from shared.store.base import Store, as_utc_datetime
 from shared.store.queries.replays import archived_tweets, record_replay_run, replay_run, replayed_tweet_ids
 from shared.store.sinks import ClickHouseSink
@@ -99,15 +100,12 @@ def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 
     done = total - len(todo)
     processor, sink = TweetBatchProcessor(classifier, replay_run=plan.run_id), ClickHouseSink(store)
     _record(store, plan, total, done, "running", f"{len(invalid)} invalid archive line(s) skipped" if invalid else "")
-    started = time.monotonic()
+    pacer = RatePacer(rate)
     with tqdm(total=total, initial=done, desc=f"replay {plan.run_id}", unit="tweet", disable=not progress) as bar:
         try:
             for at in range(0, len(todo), batch_size):
                 chunk = todo[at: at + batch_size]
-                if rate:
-                    ahead = started + at / rate - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
+                pacer.wait_blocking(at)
                 messages = [InboundMessage(t.model_dump_json().encode(), "replay", 0, at + i, origin=f"replay:{plan.run_id}:{t.id}")
                             for i, t in enumerate(chunk)]
                 result = processor.classify(messages)

@@ -19,9 +19,11 @@ from pathlib import Path
 from shared.errors import StancestreamError
 from shared.streaming.broker import EmbeddedBroker
 from shared.classifier.model import StanceClassifier
-from shared.streaming.hotswap import AdapterWatcher, announcer
+from services.wiring import announcer
+from shared.streaming.hotswap import AdapterWatcher
 from shared.messages import utcnow
-from shared.streaming.processing import InputLimits, TweetBatchProcessor
+from shared.streaming.processing import TweetBatchProcessor
+from shared.streaming.validation import InputLimits
 from shared.training.registry import AdapterRegistry
 from shared.settings import BrokerStorage, Settings
 from shared.store import Store, open_store

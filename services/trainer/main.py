@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 
-from shared.streaming.hotswap import announcer
+from services.wiring import announcer
 from shared.training.registry import AdapterRegistry
 from shared.settings import Settings
 from shared.store import open_store

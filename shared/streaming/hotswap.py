@@ -11,16 +11,28 @@ import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
-from shared.classifier.model import ClassifierError, StanceClassifier
+from shared.classifier.model import StanceClassifier
+from shared.errors import StancestreamError
 from shared.messages import AdapterEvent
-from shared.streaming.processing import InvalidMessage, parse_message
-from shared.training.registry import AdapterRegistry, RegistryError
 from shared.settings import Settings
-from shared.store.base import StoreError
 from shared.streaming.topics import Topics, physical
+from shared.streaming.validation import InvalidMessage, parse_message
 
 log = logging.getLogger(__name__)
+
+
+class ServedAdapter(Protocol):
+    path: str
+
+
+class AdapterSource(Protocol):
+    """Where a worker learns which directory to load for an announced version (``AdapterRegistry``)."""
+
+    def servable(self, version: str, announced_path: str | None = None) -> ServedAdapter:
+        """The version's record if a worker may load it; a ``StancestreamError`` that says why not otherwise."""
+        ...
 
 
 class AdapterWatcher:
@@ -43,13 +55,13 @@ class AdapterWatcher:
         return self
 
     def follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats, telemetry,
-               registry: AdapterRegistry) -> None:
+               registry: AdapterSource) -> None:
         """From now on, switch ``classifier`` to each announced version, in ``model_thread``."""
         self._task = asyncio.create_task(self._follow(classifier, model_thread, stats, telemetry, registry),
                                          name="adapter-watcher")
 
     async def _follow(self, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats, telemetry,
-                      registry: AdapterRegistry) -> None:
+                      registry: AdapterSource) -> None:
         async for record in self._consumer:
             try:  # the same bounds as any message: size, depth, encoding
                 event = parse_message(record.value, AdapterEvent, "adapter event")
@@ -67,7 +79,7 @@ class AdapterWatcher:
 
 
 async def apply_event(event: AdapterEvent, classifier: StanceClassifier, model_thread: ThreadPoolExecutor, stats,
-                      telemetry, registry: AdapterRegistry) -> None:
+                      telemetry, registry: AdapterSource) -> None:
     """Switch to the announced version, or refuse and keep serving the current one.
 
     Anyone who can produce to the topic can send an event, so the event only names a version: what is loaded
@@ -75,7 +87,7 @@ async def apply_event(event: AdapterEvent, classifier: StanceClassifier, model_t
     try:
         record = await asyncio.to_thread(registry.servable, event.version, event.path)
         await asyncio.get_running_loop().run_in_executor(model_thread, classifier.switch_adapter, Path(record.path))
-    except (ClassifierError, RegistryError, StoreError) as exc:
+    except StancestreamError as exc:  # a ClassifierError, RegistryError or StoreError: keep serving
         stats.adapter_failures += 1
         telemetry.adapter_switches.labels("refused").inc()
         log.error("refused adapter %s, still serving %s: %s", event.version, classifier.adapter_version, exc)
@@ -97,23 +109,3 @@ async def publish_adapter_event(settings: Settings, event: AdapterEvent) -> None
                                      key=event.version.encode())
     finally:
         await producer.stop()
-
-
-def announcer(settings: Settings):
-    """A blocking ``announce(event)`` for callers without a running event loop: the trainer's cycle thread (in
-    the stack or its own service) and the ``adapters promote|rollback`` commands.
-
-    It publishes to ``KAFKA_BOOTSTRAP`` or to the broker of the stack running on this data directory; with
-    neither, no worker is running and there is nobody to tell: a worker reads the registry when it starts.
-    """
-    from shared.store.gateway_client import advertised_stack
-
-    def announce(event: AdapterEvent) -> None:
-        stack = advertised_stack(settings.data_dir)
-        bootstrap = settings.kafka_bootstrap or (stack or {}).get("kafka_bootstrap")
-        if bootstrap is None:
-            log.warning("no broker configured or running: workers will load %s when they start", event.version)
-            return
-        asyncio.run(publish_adapter_event(settings.model_copy(update={"kafka_bootstrap": bootstrap}), event))
-
-    return announce

@@ -1,59 +1,29 @@
 """The worker's processing of one micro-batch, free of Faust and of ClickHouse.
 
 ``TweetBatchProcessor.classify`` turns raw messages into accepted tweets, their classifications and dead
-letters; the worker then writes them with a ``ClassificationSink`` and only after that write returns acks the
-batch (see ``shared.streaming.worker``). Keeping this step pure makes it testable without a broker and lets the
+letters, ``LabelBatchProcessor.process`` label messages into labels and dead letters; the worker then writes them
+through a ``ClassificationSink`` or ``LabelSink`` and only after that write returns acks the batch (see
+``shared.streaming.worker``). Keeping this step pure makes it testable without a broker and lets the
 replay and benchmark paths reuse exactly the worker's code.
 """
+
 
 from __future__ import annotations
 
 import hashlib
-import json
-import math
-import re
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable, Protocol, Sequence, TypeVar
+from datetime import datetime, timezone
+from typing import Callable, Protocol, Sequence
 
-from pydantic import BaseModel, ValidationError
-
-from shared.errors import StancestreamError
 from shared.classifier.langid import UNKNOWN, DetectedLanguage, detect_languages
-from shared.messages import (
-    CATEGORIES, ORIGIN_HEADER, Classification, DeadLetter, Probabilities, Tweet, too_large_reason, utcnow,
-)
-from shared.settings import Settings
-
-
-M = TypeVar("M", bound=BaseModel)
+from shared.errors import StancestreamError
+from shared.messages import CATEGORIES, ORIGIN_HEADER, Classification, DeadLetter, Label, Probabilities, Tweet, utcnow
+from shared.streaming.validation import DEFAULT_LIMITS, InputLimits, InvalidMessage, parse_label, parse_tweet
 
 #: The worker's duplicate-id check: tweet id -> SHA-256 (hex) of the text stored under it, for the given ids.
 StoredTexts = Callable[[list[str]], dict[str, str]]
-
-
-@dataclass(frozen=True)
-class InputLimits:
-    """Bounds on what a message may be (see the input-limits settings); breaking one dead-letters the message."""
-
-    max_message_bytes: int = Settings.model_fields["max_message_bytes"].default
-    max_text_chars: int = Settings.model_fields["max_text_chars"].default
-    max_json_depth: int = Settings.model_fields["max_json_depth"].default
-    created_at_min: datetime = Settings.model_fields["created_at_min"].default
-    created_at_max_ahead_s: float = Settings.model_fields["created_at_max_ahead_s"].default
-
-    @classmethod
-    def of(cls, settings: Settings) -> "InputLimits":
-        return cls(settings.max_message_bytes, settings.max_text_chars, settings.max_json_depth,
-                   settings.created_at_min, settings.created_at_max_ahead_s)
-
-    def created_at_max(self) -> datetime:
-        return utcnow() + timedelta(seconds=self.created_at_max_ahead_s)
-
-
-DEFAULT_LIMITS = InputLimits()
 
 
 @dataclass(frozen=True)
@@ -126,119 +96,10 @@ class ClassificationSink(Protocol):
               dead_letters: Sequence[DeadLetter]) -> None: ...
 
 
-class InvalidMessage(ValueError):
-    """A message that can never be processed: it goes to the DLQ with this reason."""
+class LabelSink(Protocol):
+    """Where labels go (``shared.store.sinks.ClickHouseLabelSink``): durable when ``write`` returns, or raise."""
 
-
-# A JSON string (skipped whole, escapes included) or a bracket: enough to measure nesting in one linear pass.
-_JSON_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
-_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
-
-
-def json_nesting_exceeds(text: str, limit: int) -> bool:
-    """True if ``text`` nests arrays/objects deeper than ``limit``; linear, no recursion (brackets in strings don't
-    count; on broken JSON it may over-count, and the message is refused either way)."""
-    depth = 0
-    for match in _JSON_NESTING.finditer(text):
-        token = match.group()
-        if token in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif token in "]}":
-            depth -= 1
-    return False
-
-
-def _reject_constant(name: str) -> float:
-    raise InvalidMessage(f"not JSON: {name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise InvalidMessage(f"not JSON: number {text[:40]} is out of range")
-    return value
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        raise InvalidMessage(f"duplicate key {duplicate[:64]!r} in one JSON object")
-    return result
-
-
-def _check_strings(payload: object) -> None:
-    """Refuse strings ClickHouse or UTF-8 cannot carry as they are: lone surrogates (JSON ``\\ud800``) and NULs."""
-    stack: list[tuple[str, object]] = [("", payload)]
-    while stack:
-        path, value = stack.pop()
-        if isinstance(value, dict):
-            for key, item in value.items():
-                stack.append((f"{path}.{key}" if path else key, key))
-                stack.append((f"{path}.{key}" if path else key, item))
-        elif isinstance(value, list):
-            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
-        elif isinstance(value, str):
-            bad = _BAD_CHARS.search(value)
-            if bad:
-                char = bad.group()
-                what = "a NUL character" if char == "\x00" else f"a lone surrogate U+{ord(char):04X} (not UTF-8)"
-                where = path[:64].encode("utf-8", "backslashreplace").decode("utf-8") or "message"
-                raise InvalidMessage(f"{where}: contains {what}")
-
-
-def parse_message(value: bytes | None, model: type[M], what: str, limits: InputLimits = DEFAULT_LIMITS) -> M:
-    """A message value validated as ``model``; anything else raises ``InvalidMessage`` with the reason.
-
-    Bounded before anything is parsed: the size, strict UTF-8 (invalid bytes are refused, never replaced), the
-    nesting depth (measured without recursion); then JSON without NaN/Infinity, duplicate keys, lone surrogates or
-    NULs; then the model, the text length and the date window (``created_at``/``labeled_at``)."""
-    if value is None:
-        raise InvalidMessage("empty message (null value)")
-    if len(value) > limits.max_message_bytes:
-        raise InvalidMessage(too_large_reason(len(value), limits.max_message_bytes))
-    try:
-        text = bytes(value).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidMessage(f"not valid UTF-8 at byte {exc.start}") from None
-    if json_nesting_exceeds(text, limits.max_json_depth):
-        raise InvalidMessage(f"JSON nested deeper than {limits.max_json_depth} levels")
-    try:
-        payload = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
-                             object_pairs_hook=_no_duplicate_keys)
-    except InvalidMessage:
-        raise
-    except RecursionError:  # only with a depth limit near Python's recursion limit (~1000)
-        raise InvalidMessage("JSON nested too deep to parse") from None
-    except ValueError as exc:  # JSONDecodeError, and int() refusing a number of more than 4300 digits
-        raise InvalidMessage(f"not JSON: {str(exc)[:200]}") from None
-    if not isinstance(payload, dict):
-        raise InvalidMessage(f"expected a JSON object, got {type(payload).__name__}")
-    _check_strings(payload)
-    try:
-        message = model.model_validate(payload)
-    except ValidationError as exc:
-        raise InvalidMessage(f"invalid {what}: {describe_errors(exc)}") from None
-    text_value = getattr(message, "text", None)
-    if isinstance(text_value, str) and len(text_value) > limits.max_text_chars:
-        raise InvalidMessage(f"invalid {what}: text: longer than {limits.max_text_chars} characters "
-                             f"({len(text_value)})")
-    latest = limits.created_at_max()
-    for name in ("created_at", "labeled_at"):
-        moment = getattr(message, name, None)
-        if isinstance(moment, datetime) and not limits.created_at_min <= moment <= latest:
-            raise InvalidMessage(
-                f"invalid {what}: {name} {moment.isoformat()} is outside the accepted window "
-                f"{limits.created_at_min:%Y-%m-%d} .. {latest:%Y-%m-%d %H:%M} UTC (now + "
-                f"{limits.created_at_max_ahead_s / 3600:g} h)")
-    return message
-
-
-def parse_tweet(value: bytes | None, limits: InputLimits = DEFAULT_LIMITS) -> Tweet:
-    return parse_message(value, Tweet, "tweet", limits)
+    def write(self, labels: Sequence[Label], dead_letters: Sequence[DeadLetter]) -> None: ...
 
 
 _CANARY_TEXT = "Refugees are welcome here."  # any model that works classifies this
@@ -258,10 +119,6 @@ def unexpected_reason(exc: BaseException) -> str:
 def text_digest(text: str) -> str:
     """What the duplicate-id check compares: SHA-256 of the text as stored (after ``Tweet``'s stripping)."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def describe_errors(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}" for err in exc.errors())
 
 
 class TweetBatchProcessor:
@@ -404,3 +261,27 @@ class InvalidRatioGuard:
                     f"{ratio:.0%} of the last {len(self._recent)} messages were invalid "
                     f"(limit {self.max_ratio:.0%}): stopping without committing them"
                 )
+
+
+@dataclass
+class LabelBatch:
+    labels: list[Label] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class LabelBatchProcessor:
+    """Validates label messages; a refused one, or one whose parsing raised anything, becomes its dead letter."""
+
+    def __init__(self, limits: InputLimits = DEFAULT_LIMITS):
+        self.limits = limits
+
+    def process(self, messages: Sequence[InboundMessage]) -> LabelBatch:
+        batch = LabelBatch()
+        for message in messages:
+            try:
+                batch.labels.append(parse_label(message.value, self.limits))
+            except InvalidMessage as exc:
+                batch.dead_letters.append(DeadLetter.of(message, str(exc)))
+            except Exception as exc:
+                batch.dead_letters.append(DeadLetter.of(message, unexpected_reason(exc)))
+        return batch

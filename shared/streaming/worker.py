@@ -25,13 +25,15 @@ from typing import Callable
 
 import faust
 
-from shared.streaming.faults import fault_point
-from shared.streaming.labels import LabelBatchProcessor, LabelSink
-from shared.streaming.processing import (ClassificationSink, InboundMessage, InputLimits, InvalidRatioGuard, TweetBatchProcessor,
-                             origin_of)
 from shared.settings import Settings
+from shared.streaming.faults import fault_point
+from shared.streaming.processing import (
+    ClassificationSink, InboundMessage, InvalidRatioGuard, LabelBatchProcessor, LabelSink, TweetBatchProcessor,
+    origin_of,
+)
 from shared.streaming.telemetry import Telemetry
 from shared.streaming.topics import Topics, physical
+from shared.streaming.validation import InputLimits
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,10 @@ import pytest
 
 from poison import BROKER_LIMIT, LIMIT, POISON, line, write_lines
 from reliability_log import record
-from shared.streaming.feed import FeedRecord, FeedReport, feed_id, produce_feed, read_feed
-from shared.streaming.labels import LabelFileError, import_labels, read_label_file
+from services.labels.importer import import_labels
+from shared.streaming.feed import FeedReport, produce_feed, read_feed
+from shared.streaming.feed_files import FeedRecord, feed_id
+from shared.streaming.label_files import LabelFileError, read_label_file
 from shared.messages import DEAD_LETTER_PREFIX_BYTES, DeadLetter
 from shared.settings import Settings
 from services.stack.stack import Stack

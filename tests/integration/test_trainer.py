@@ -14,10 +14,11 @@ import urllib.request
 import pytest
 
 from labeled import TINY_RECIPE, labeled_rows, write_labeled_csv
+from services.labels.importer import import_labels
+from services.wiring import announcer
 from shared.classifier.model import ClassifierError, StanceClassifier
 from shared.streaming.feed import FeedReport, produce_feed
-from shared.streaming.hotswap import announcer, publish_adapter_event
-from shared.streaming.labels import import_labels
+from shared.streaming.hotswap import publish_adapter_event
 from shared.messages import AdapterAction, AdapterEvent
 from shared.training.registry import AdapterRegistry, AdapterStatus, RegistryError
 from shared.settings import Settings

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from shared.streaming.feed import FeedReport, FeedRecord, produce_feed
+from shared.streaming.feed import FeedReport, produce_feed
+from shared.streaming.feed_files import FeedRecord
 from shared.messages import Classification, DeadLetter
 from services.stack.stack import Stack
 from shared.streaming.topics import Topics, physical

@@ -17,13 +17,11 @@ import numpy as np
 import pytest
 
 from poison import LIMIT, POISON, line, with_extra, write_lines
-from shared.streaming.feed import FeedError, _key_of_json, feed_id, read_feed
-from shared.streaming.labels import LabelBatchProcessor
 from shared.messages import DEAD_LETTER_PREFIX_BYTES, DeadLetter, Label
-from shared.streaming.processing import (
-    InboundMessage, InputLimits, InvalidMessage, TweetBatchProcessor, json_nesting_exceeds, origin_of,
-    parse_message, parse_tweet, text_digest,
-)
+from shared.streaming.feed import read_feed
+from shared.streaming.feed_files import FeedError, feed_id, key_of_json
+from shared.streaming.processing import InboundMessage, LabelBatchProcessor, TweetBatchProcessor, origin_of, text_digest
+from shared.streaming.validation import InputLimits, InvalidMessage, json_nesting_exceeds, parse_message, parse_tweet
 from shared.settings import Settings
 
 
@@ -169,16 +167,16 @@ def messages(values: list[bytes]) -> list[InboundMessage]:
 
 
 def test_an_unexpected_error_in_one_message_is_its_own_dead_letter(monkeypatch):
-    import shared.streaming.processing as pipeline
+    import shared.streaming.processing as processing
 
-    real = pipeline.parse_tweet
+    real = processing.parse_tweet
 
     def flaky(value, limits):
         if b"boom" in value:
             raise KeyError("something nobody foresaw")
         return real(value, limits)
 
-    monkeypatch.setattr(pipeline, "parse_tweet", flaky)
+    monkeypatch.setattr(processing, "parse_tweet", flaky)
     result = TweetBatchProcessor(FixedClassifier()).classify(messages([line(1), line(2, text="boom"), line(3)]))
     assert [t.id for t in result.tweets] == ["p1", "p3"]
     (letter,) = result.dead_letters
@@ -218,10 +216,10 @@ def test_replays_without_a_lookup_still_check_within_the_batch():
 
 def test_the_key_function_survives_every_poison_line():
     for _, value, _ in POISON:
-        _key_of_json(value)  # never raises
-    assert _key_of_json(b'{"id": " t1 "}') == b"t1"  # stripped as Tweet strips it: one id, one partition
-    assert _key_of_json(b'{"id": true}') is None and _key_of_json(b'{"id": 1.5}') is None
-    assert _key_of_json(b'{"id": "' + b"x" * 65 + b'"}') is None
+        key_of_json(value)  # never raises
+    assert key_of_json(b'{"id": " t1 "}') == b"t1"  # stripped as Tweet strips it: one id, one partition
+    assert key_of_json(b'{"id": true}') is None and key_of_json(b'{"id": 1.5}') is None
+    assert key_of_json(b'{"id": "' + b"x" * 65 + b'"}') is None
 
 
 
