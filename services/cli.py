@@ -272,7 +272,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from shared.classifier.model import StanceClassifier
         from shared.training.evaluation import evaluate_csv
 
-        metrics = evaluate_csv(StanceClassifier.load(settings, adapter=args.adapter), args.data, args.out)
+        metrics = evaluate_csv(StanceClassifier.load(settings, adapter=args.adapter or settings.adapter), args.data,
+                               args.out)
         paper = metrics.get("paper")
         print(f"accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
               f"{metrics['tweets_per_s']:.1f} tweets/s"
@@ -395,7 +396,7 @@ def _adapters(settings: Settings, args: argparse.Namespace) -> int:
         Console().print(table)
         return 0
     if command == "show":
-        from shared.classifier.model import read_adapter_metadata
+        from shared.classifier.adapters import read_adapter_metadata
 
         record = registry.get(args.version)
         print(json.dumps(record.as_json() | {"metadata": read_adapter_metadata(Path(record.path))}, indent=1,
@@ -480,7 +481,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
                 raise FileNotFoundError(f"archive file not found: {path}")
         version, path = resolve_adapter(registry, args.adapter)
         plan = ReplayPlan.new(version, str(path), args.from_file, args.since, args.until, args.lang)
-    classifier = StanceClassifier.load(settings.model_copy(update={"adapter": Path(plan.adapter_path)}))
+    classifier = StanceClassifier.load(settings, adapter=Path(plan.adapter_path))
     print(f"replay {plan.run_id}: adapter {plan.adapter_version}, source {plan.source}", file=sys.stderr)
     result = run_replay(store, classifier, plan, batch_size=settings.batch_size, rate=args.rate)
     print(f"{plan.run_id}: {result.done}/{result.total} tweets classified with {plan.adapter_version}; compare "

@@ -92,9 +92,6 @@ class Probabilities(BaseModel):
             raise ValueError(f"probabilities sum to {total:.4f}, not 1")
         return self
 
-    def of(self, label: Category) -> float:
-        return {Category.pro: self.pro, Category.anti: self.anti, Category.neutral: self.neutral}.get(label, self.unrelated)
-
 
 class Classification(BaseModel):
     """One tweet's classification by one adapter version (topic ``tweets.classified``)."""

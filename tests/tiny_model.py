@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.classifier.model import PROMPT_PREFIX, PROMPT_SUFFIX, VERBALIZERS
+from shared.classifier.scoring import PROMPT_PREFIX, PROMPT_SUFFIX, VERBALIZERS
 
 SPECIAL = ["<pad>", "<eos>", "<bos>", "[UNK]"]  # ids 0..3
 

@@ -72,7 +72,7 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     log(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {threads} torch threads")
 
     log("(a) the served classifier (default runtime, shipped adapter)")
-    served = StanceClassifier.load(settings)
+    served = StanceClassifier.load(settings, adapter=settings.adapter)
     default = measure(served, texts, settings.infer_batch_size)
     predictions = served.predict_proba(texts).argmax(axis=1)
     streaming = measure_micro_batches(served, texts, settings.batch_size)

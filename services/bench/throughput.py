@@ -44,7 +44,8 @@ def precision_table(settings: Settings, texts: list[str], precisions: list[str],
     measured on the first ``slow_n`` tweets only (bf16 without native bf16 units takes minutes otherwise)."""
     rows = []
     for name in precisions:
-        classifier = StanceClassifier.load(settings.model_copy(update=PRECISIONS[name] | {"device": Device.cpu}))
+        classifier = StanceClassifier.load(settings.model_copy(update=PRECISIONS[name] | {"device": Device.cpu}),
+                                           adapter=settings.adapter)
         probe = measure(classifier, texts[: batch_sizes[0]], batch_sizes[0])
         sample = texts[:slow_n] if probe["tweets_per_s"] < 3 else texts
         for batch_size in batch_sizes:

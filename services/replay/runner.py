@@ -139,7 +139,7 @@ def _record(store: Store, plan: ReplayPlan, total: int, done: int, status: str, 
 
 def resolve_adapter(registry, choice: str | None) -> tuple[str, Path]:
     """``vN`` from the registry, an adapter directory, or (None) the active version."""
-    from shared.classifier.model import check_adapter
+    from shared.classifier.adapters import check_adapter
 
     if choice is None:
         active = registry.active()

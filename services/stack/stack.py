@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -88,7 +89,7 @@ class Stack:
         if self.classifier is None:
             status(f"loading the classifier ({settings.base_model}, adapter {active.version if active else 'none'})")
             self.classifier = await asyncio.get_running_loop().run_in_executor(
-                model_thread, StanceClassifier.load, settings.model_copy(update={"adapter": adapter}))
+                model_thread, partial(StanceClassifier.load, settings, adapter=adapter))
         elif adapter is not None:
             await asyncio.get_running_loop().run_in_executor(model_thread, self.classifier.switch_adapter, adapter)
         status("starting the worker")

@@ -18,7 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
 
-from shared.classifier.model import BASE_VERSION, StanceClassifier, read_adapter_metadata
+from shared.classifier.adapters import BASE_VERSION, read_adapter_metadata
+from shared.classifier.model import StanceClassifier
 from shared.classifier.langid import normalize_lang
 from shared.messages import AdapterAction, AdapterEvent, Category, Label, utcnow
 from shared.training.registry import AdapterRecord, AdapterRegistry
@@ -150,8 +151,7 @@ class Trainer:
         result = train(self.settings, training, run_dir, recipe, sources=["clickhouse:labels"], version=version,
                        progress=self.progress, should_stop=self.cancelled.is_set)
 
-        base_settings = self.settings.model_copy(update={"adapter": Path(active.path) if active else None})
-        classifier = StanceClassifier.load(base_settings)
+        classifier = StanceClassifier.load(self.settings, adapter=Path(active.path) if active else None)
         report.active_metrics = evaluate(classifier, holdout)[0]
         candidate = self.registry.add_candidate(result.adapter_dir, version, report.active_version,
                                                 {"dev": result.dev_metrics})

@@ -24,9 +24,11 @@ from typing import Callable
 
 import numpy as np
 
-from shared.classifier.model import (ADAPTER_METADATA, LABEL_HEAD_FILE, LINKS_AND_MENTIONS, StanceClassifier,
-                               hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
-                               save_label_head)
+from shared.classifier.adapters import ADAPTER_METADATA, LABEL_HEAD_FILE, save_label_head
+from shared.classifier.model import StanceClassifier
+from shared.classifier.scoring import (
+    LINKS_AND_MENTIONS, hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
+)
 from shared.classifier.langid import normalize_lang
 from shared.messages import CATEGORIES, Category
 from shared.training.metrics import per_language, scores, to_indices
@@ -212,8 +214,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
                                  for ex in train_set if ex.translation_en and ex.lang != "en"]
 
     # QLoRA on CUDA; on CPU bitsandbytes' 4-bit path is slower than plain weights, so train unquantized.
-    train_settings = settings.model_copy(update={"adapter": None, "max_tokens": config.max_tokens})
-    classifier = StanceClassifier.load(train_settings)
+    classifier = StanceClassifier.load(settings.model_copy(update={"max_tokens": config.max_tokens}))
     model = classifier.model
     if classifier.runtime.quantization is Quantization.nf4:
         from peft import prepare_model_for_kbit_training

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 
-from shared.classifier.model import ADAPTER_METADATA, BASE_VERSION, check_adapter, read_adapter_metadata
+from shared.classifier.adapters import ADAPTER_METADATA, BASE_VERSION, check_adapter, read_adapter_metadata
 from shared.errors import StancestreamError
 from shared.messages import utcnow
 from shared.store.base import Store, as_utc_datetime

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.classifier.model import BASE_VERSION
+from shared.classifier.adapters import BASE_VERSION
 from shared.settings import Settings
 from shared.store import StoreError, open_store
 from shared.store.gateway import QueryGateway

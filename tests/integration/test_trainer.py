@@ -16,7 +16,8 @@ import pytest
 from labeled import TINY_RECIPE, labeled_rows, write_labeled_csv
 from services.labels.importer import import_labels
 from services.wiring import announcer
-from shared.classifier.model import ClassifierError, StanceClassifier
+from shared.classifier.errors import ClassifierError
+from shared.classifier.model import StanceClassifier
 from shared.streaming.feed import FeedReport, produce_feed
 from shared.streaming.hotswap import publish_adapter_event
 from shared.messages import AdapterAction, AdapterEvent

@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from shared.classifier.model import PROMPT_PREFIX, PROMPT_SUFFIX, ClassifierError, StanceClassifier, label_token_ids
+from shared.classifier.errors import ClassifierError
+from shared.classifier.model import StanceClassifier
+from shared.classifier.scoring import PROMPT_PREFIX, PROMPT_SUFFIX, label_token_ids
 from shared.messages import CATEGORIES
+from shared.streaming.processing import InboundMessage, TweetBatchProcessor
 from shared.classifier.model_source import ModelSourceError, resolve_base_model
 
 pytestmark = pytest.mark.model
@@ -53,10 +56,13 @@ def test_predict_proba_shape_and_normalisation(tiny_classifier):
     assert np.ptp(probs, axis=0).max() > 1e-2
 
 
-def test_predict_proba_empty_and_predict(tiny_classifier):
+def test_predict_proba_empty_and_the_label_served_is_the_most_probable(tiny_classifier):
     assert tiny_classifier.predict_proba([]).shape == (0, 4)
     probs = tiny_classifier.predict_proba(TEXTS[:5])
-    assert tiny_classifier.predict(TEXTS[:5]) == [CATEGORIES[i] for i in probs.argmax(axis=1)]
+    messages = [InboundMessage(json.dumps({"id": f"t{i}", "text": text, "created_at": "2026-11-01T10:00:00Z"}).encode(),
+                               "tweets.raw", 0, i) for i, text in enumerate(TEXTS[:5])]
+    served = TweetBatchProcessor(tiny_classifier).classify(messages).classifications
+    assert [c.label for c in served] == [CATEGORIES[i] for i in probs.argmax(axis=1)]
 
 
 def test_batching_does_not_change_probabilities(tiny_classifier):
@@ -180,7 +186,7 @@ def test_merged_adapter_serves_the_same_probabilities_and_unmerges_cleanly(tiny_
 
 
 def test_length_buckets_bound_padding_and_rows_and_cover_every_sequence_once():
-    from shared.classifier.model import length_buckets
+    from shared.classifier.scoring import length_buckets
 
     rng = np.random.default_rng(3)
     lengths = list(rng.integers(15, 140, size=200))
@@ -195,7 +201,7 @@ def test_length_buckets_bound_padding_and_rows_and_cover_every_sequence_once():
 
 
 def test_normalize_tweet_replaces_links_and_mentions_only():
-    from shared.classifier.model import normalize_tweet
+    from shared.classifier.scoring import normalize_tweet
 
     tweet = "@a_b @Cd2 Read https://t.co/Xy12AbC and www.example.org/x?y=1 — mail me at me@example.org #refugees"
     assert normalize_tweet(tweet) == "@user @user Read http and http — mail me at me@example.org #refugees"

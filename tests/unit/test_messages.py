@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from shared.messages import CATEGORIES, Classification, Category, Probabilities, Stance, Topic, Tweet
+from shared.messages import Classification, Category, Probabilities, Stance, Topic, Tweet
 
 PROBS = {"pro-immigration": 0.1, "anti-immigration": 0.2, "neutral": 0.3, "unrelated": 0.4}
 
@@ -100,7 +100,7 @@ def test_probabilities_accept_field_names_and_aliases():
     by_alias = Probabilities(**PROBS)
     by_name = Probabilities(pro=0.1, anti=0.2, neutral=0.3, unrelated=0.4)
     assert by_alias == by_name
-    assert [by_alias.of(label) for label in CATEGORIES] == [0.1, 0.2, 0.3, 0.4]
+    assert (by_alias.pro, by_alias.anti, by_alias.neutral, by_alias.unrelated) == (0.1, 0.2, 0.3, 0.4)
 
 
 def test_classification_json_round_trip_keeps_label_keys():

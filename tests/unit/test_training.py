@@ -73,7 +73,7 @@ def test_train_writes_a_loadable_self_describing_adapter_and_resumes(tmp_path, t
 def test_top_layer_split_equals_the_plain_forward(tiny_classifier):
     import torch
 
-    from shared.classifier.model import hidden_before_layer, label_logits_from_layer
+    from shared.classifier.scoring import hidden_before_layer, label_logits_from_layer
 
     c = tiny_classifier
     ids, mask = c.collate(c.encode(["refugees welcome here", "great football match tonight team won again"]))
@@ -181,7 +181,7 @@ def test_refit_without_dev_split_trains_on_everything_and_keeps_the_final_averag
 def test_a_label_head_started_from_the_label_words_scores_exactly_as_they_do(tiny_classifier):
     import torch
 
-    from shared.classifier.model import label_logits, new_label_head
+    from shared.classifier.scoring import label_logits, new_label_head
 
     c = tiny_classifier
     ids, mask = c.collate(c.encode(list(TEXTS.values())))
@@ -200,7 +200,8 @@ def test_a_trained_label_head_is_saved_served_and_swapped_out(tmp_path, tiny_set
     import torch
     from safetensors.torch import load_file, save_file
 
-    from shared.classifier.model import LABEL_HEAD_FILE, ClassifierError, check_adapter
+    from shared.classifier.adapters import LABEL_HEAD_FILE, check_adapter
+    from shared.classifier.errors import ClassifierError
     from shared.training.loop import evaluate, stratified_split
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
@@ -267,7 +268,7 @@ def test_training_on_some_languages_keeps_every_language_in_dev(tmp_path, tiny_s
 
 
 def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp_path, tiny_settings, tiny_adapter):
-    from shared.classifier.model import normalize_tweet
+    from shared.classifier.scoring import normalize_tweet
     from shared.training.loop import evaluate
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
@@ -288,7 +289,8 @@ def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp
     # A normalization this version does not know is refused by the registry's check and by the swap alike.
     import shutil
 
-    from shared.classifier.model import ClassifierError, check_adapter
+    from shared.classifier.adapters import check_adapter
+    from shared.classifier.errors import ClassifierError
 
     future = tmp_path / "future"
     shutil.copytree(result.adapter_dir, future)

@@ -1,0 +1,90 @@
+"""An adapter directory: peft's weights and config, ``stancestream.json`` (what it was trained on and how), and
+optionally its own label head. ``check_adapter`` is the one check before anything serves or registers one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from shared.classifier.errors import ClassifierError
+from shared.classifier.scoring import LINKS_AND_MENTIONS
+from shared.messages import CATEGORIES
+
+ADAPTER_METADATA = "stancestream.json"
+LABEL_HEAD_FILE = "label_head.safetensors"
+BASE_VERSION = "base"  # the version of the base model served without an adapter
+
+
+def read_adapter_metadata(adapter_dir: Path) -> dict:
+    path = adapter_dir / ADAPTER_METADATA
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def check_adapter(adapter_dir: Path, model_id: str | None = None) -> str:
+    """The adapter's version, after checking it is complete, readable and made for this base model."""
+    if not (adapter_dir / "adapter_config.json").exists():
+        raise ClassifierError(f"{adapter_dir} is not a LoRA adapter directory (no adapter_config.json)")
+    try:
+        metadata = read_adapter_metadata(adapter_dir)
+        json.loads((adapter_dir / "adapter_config.json").read_text())
+        weights = adapter_dir / "adapter_model.safetensors"
+        from safetensors import safe_open
+
+        with safe_open(weights, framework="pt") as handle:
+            if not list(handle.keys()):
+                raise ValueError("no tensors")
+    except Exception as exc:
+        raise ClassifierError(f"adapter {adapter_dir} is unreadable: {exc}") from exc
+    if (adapter_dir / LABEL_HEAD_FILE).exists():
+        _label_head_tensors(adapter_dir / LABEL_HEAD_FILE)
+    trained_on = metadata.get("base_model_id")
+    # Compare weight fingerprints: the same base may be named differently (packaged name, local path).
+    if model_id and trained_on and trained_on.rsplit("@", 1)[-1] != model_id.rsplit("@", 1)[-1]:
+        raise ClassifierError(f"adapter {adapter_dir} was trained on {trained_on}, but the base model is {model_id}")
+    labels = metadata.get("labels")
+    if labels and labels != [c.value for c in CATEGORIES]:
+        raise ClassifierError(f"adapter {adapter_dir} predicts {labels}, not the four categories")
+    normalization = metadata.get("text_normalization")
+    if normalization not in (None, LINKS_AND_MENTIONS):
+        raise ClassifierError(f"adapter {adapter_dir} wants text normalization {normalization!r}, "
+                              f"which this version does not know")
+    return str(metadata.get("version") or adapter_dir.name)
+
+
+def save_label_head(head, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({"weight": head.weight.detach().contiguous(), "bias": head.bias.detach().contiguous()},
+              directory / LABEL_HEAD_FILE)
+
+
+def _label_head_tensors(path: Path):
+    """(weight, bias) of a saved head with one row per category; ClassifierError if unreadable or misshapen."""
+    try:
+        from safetensors.torch import load_file
+
+        tensors = load_file(path)
+        weight, bias = tensors["weight"], tensors["bias"]
+    except Exception as exc:
+        raise ClassifierError(f"label head {path} is unreadable: {exc}") from exc
+    if weight.dim() != 2 or weight.shape[0] != len(CATEGORIES) or tuple(bias.shape) != (len(CATEGORIES),):
+        raise ClassifierError(f"label head {path} has shape {tuple(weight.shape)} / {tuple(bias.shape)}, "
+                              f"not one row per category ({len(CATEGORIES)})")
+    return weight, bias
+
+
+def load_label_head(adapter_dir: Path, hidden_size: int, device: str = "cpu"):
+    """The adapter's head, or None when it scores through the label words; ClassifierError if it does not fit."""
+    import torch
+
+    path = adapter_dir / LABEL_HEAD_FILE
+    if not path.exists():
+        return None
+    weight, bias = _label_head_tensors(path)
+    if weight.shape[1] != hidden_size:
+        raise ClassifierError(f"label head {path} reads {weight.shape[1]} hidden units, the model has {hidden_size}")
+    head = torch.nn.Linear(hidden_size, len(CATEGORIES))
+    with torch.no_grad():
+        head.weight.copy_(weight)
+        head.bias.copy_(bias)
+    return head.to(device).eval()

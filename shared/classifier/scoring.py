@@ -1,0 +1,168 @@
+"""Label-word scoring, shared by training and inference so that what is trained is exactly what is served.
+
+Each tweet is wrapped in a short instruction and the model's next-token scores for the four label words
+(" pro", " anti", " neutral", " unrelated") are read at the last position. Only the four rows of the output
+embedding are multiplied, never the 262k-word vocabulary; an adapter may bring its own 4-way linear head instead
+(``new_label_head``; saved and loaded by ``shared.classifier.adapters``, see ``train --head``). Sequences are
+grouped into forward passes of similar length (``length_buckets``), and training only the top layers can start
+from a cached residual stream (``hidden_before_layer``, ``label_logits_from_layer``).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from shared.classifier.errors import ClassifierError
+from shared.messages import Category
+
+PROMPT_PREFIX = "Tweet: "
+# Short on purpose: every prompt token is paid on every tweet (the tweet itself averages ~58 tokens).
+PROMPT_SUFFIX = "\nImmigration stance (pro, anti, neutral or unrelated):"
+VERBALIZERS: dict[Category, str] = {
+    Category.pro: " pro",
+    Category.anti: " anti",
+    Category.neutral: " neutral",
+    Category.unrelated: " unrelated",
+}
+_LINK = re.compile(r"https?://\S+|www\.\S+")
+_MENTION = re.compile(r"(?<!\w)@\w+")
+#: What an adapter trained with ``train --normalize-text`` records; the classifier then normalizes every tweet.
+LINKS_AND_MENTIONS = "links-and-mentions"
+
+
+def normalize_tweet(text: str) -> str:
+    """Links become ``http`` and @mentions ``@user`` (TweetEval's preprocessing): a t.co link is ~15 tokens of
+    random characters and reply chains stack handles, noise the model would otherwise pay for and memorize."""
+    return _MENTION.sub("@user", _LINK.sub("http", text))
+
+
+def label_token_ids(tokenizer) -> list[int]:
+    ids = []
+    for label, word in VERBALIZERS.items():
+        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not pieces:
+            raise ClassifierError(f"the tokenizer maps the label word {word!r} to nothing")
+        ids.append(pieces[0])
+    if len(set(ids)) != len(ids):
+        raise ClassifierError(f"label words share a first token ({ids}): pick distinct verbalizers")
+    return ids
+
+
+def unwrap(model):
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return causal_lm, getattr(causal_lm, causal_lm.base_model_prefix)
+
+
+def label_logits(model, input_ids, attention_mask, token_ids: list[int], head=None):
+    """Hidden state at the last real position times the four label rows of the output embedding (or through
+    ``head``, an adapter's own 4-way linear head)."""
+    _, backbone = unwrap(model)
+    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    return _logits_at_last_token(model, hidden, attention_mask, token_ids, head)
+
+
+def _logits_at_last_token(model, hidden, attention_mask, token_ids: list[int], head=None):
+    import torch
+
+    causal_lm, _ = unwrap(model)
+    last = attention_mask.sum(dim=1) - 1
+    final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if head is not None:
+        logits = head(final.to(head.weight.dtype))
+    else:
+        weight = causal_lm.get_output_embeddings().weight[token_ids]
+        logits = final.to(weight.dtype) @ weight.T
+    cap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+# --- training only the top layers -----------------------------------------------------------------------------
+# When LoRA adapts only decoder layers start..N-1, everything below ``start`` is frozen and deterministic: its
+# output can be computed once per tweet and reused every epoch, so an epoch costs only the top layers' forward
+# and backward. These two functions split the backbone's forward at ``start``; a test checks that together they
+# equal the plain forward (they follow Gemma-3's decoder loop in transformers 5.17).
+
+class _StopForward(Exception):
+    pass
+
+
+def hidden_before_layer(model, input_ids, attention_mask, start: int):
+    """The residual stream entering decoder layer ``start`` (the layers below are not run twice)."""
+    _, backbone = unwrap(model)
+    captured = {}
+
+    def capture(module, args, kwargs):
+        captured["hidden"] = args[0] if args else kwargs["hidden_states"]
+        raise _StopForward
+
+    handle = backbone.layers[start].register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        backbone(input_ids=input_ids, attention_mask=attention_mask)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    return captured["hidden"]
+
+
+def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids: list[int], head=None):
+    """``label_logits`` for a batch whose residual stream entering layer ``start`` is already known."""
+    import torch
+    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+    _, backbone = unwrap(model)
+    config = backbone.config
+    position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": attention_mask,
+                 "past_key_values": None, "position_ids": position_ids}
+    masks = {"full_attention": create_causal_mask(**mask_args),
+             "sliding_attention": create_sliding_window_causal_mask(**mask_args)}
+    rotary = {kind: backbone.rotary_emb(hidden, position_ids, kind) for kind in set(config.layer_types)}
+    for index in range(start, config.num_hidden_layers):
+        kind = config.layer_types[index]
+        hidden = backbone.layers[index](hidden, attention_mask=masks[kind], position_embeddings=rotary[kind],
+                                        position_ids=position_ids)
+    return _logits_at_last_token(model, backbone.norm(hidden), attention_mask, token_ids, head)
+
+
+# --- an adapter's own label head ------------------------------------------------------------------------------
+
+def new_label_head(model, token_ids: list[int], from_label_words: bool):
+    """A float32 4-way linear head, started from the label words' output rows (so step 0 scores exactly as
+    label-word scoring does) or from torch's default random init."""
+    import torch
+
+    causal_lm, _ = unwrap(model)
+    rows = causal_lm.get_output_embeddings().weight[token_ids].detach().float()
+    head = torch.nn.Linear(rows.shape[1], len(token_ids)).to(rows.device)
+    if from_label_words:
+        with torch.no_grad():
+            head.weight.copy_(rows)
+            head.bias.zero_()
+    return head
+
+
+#: A bucket closes when padding it to its longest sequence would cost more than this share of extra tokens.
+MAX_PADDING = 0.15
+
+
+def length_buckets(lengths: list[int], max_rows: int, max_padding: float = MAX_PADDING) -> list[np.ndarray]:
+    """Indices grouped into forward passes of similar length: at most ``max_rows`` sequences each, and padded
+    tokens at most ``max_padding`` of the real ones. A micro-batch of tweets of 20 to 120 tokens in fixed
+    groups of 16 would otherwise compute mostly padding."""
+    order = np.argsort(lengths, kind="stable")
+    buckets, current, real = [], [], 0
+    for i in order:
+        n = lengths[i]
+        if current and (len(current) == max_rows or n * (len(current) + 1) > (1 + max_padding) * (real + n)):
+            buckets.append(np.array(current))
+            current, real = [], 0
+        current.append(i)
+        real += n
+    if current:
+        buckets.append(np.array(current))
+    return buckets
