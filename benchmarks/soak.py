@@ -38,7 +38,7 @@ def texts() -> list[str]:
 
         with open(test_csv, newline="", encoding="utf-8") as handle:
             rows += [r["text"] for r in csv.DictReader(handle) if r.get("text")]
-    return rows
+    return [text for text in rows if text.strip()]  # a blank text is a dead letter, not a tweet
 
 
 def _is_json(line: str) -> bool:
@@ -146,11 +146,14 @@ def main() -> int:
         stop.set()
         feeder.join(timeout=5)
         proc.send_signal(signal.SIGINT)  # drains what the broker holds
+        proc.stdin.close()  # the producer is done too
         proc.wait(timeout=600)
     final = _final_counts(settings)
     valid = written["lines"] - written["invalid"]
     verdict = {"written": written["lines"], "valid": valid, "invalid": written["invalid"]} | final
-    verdict["exact"] = final["classified"] == final["rollup"] == valid and final["dead_letters"] == written["invalid"]
+    # Every line exactly once: each either classified or dead-lettered, the rollup and archive agreeing.
+    verdict["exact"] = (final["classified"] + final["dead_letters"] == written["lines"]
+                        and final["classified"] == final["rollup"] == final["tweets"])
     report = {"minutes": args.minutes, "rate": args.rate, "cpu": _cpu(), "samples": samples, "final": verdict}
     (args.out / "soak.json").write_text(json.dumps(report, indent=1))
     _plot(samples, args.out / "soak.png", args.rate)
@@ -187,17 +190,23 @@ def _plot(samples: list[dict], path: Path, rate: float) -> None:
     if not samples:
         return
     minutes = [s["t_s"] / 60 for s in samples]
-    fig, (mem, lag) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    for name in sorted({k for s in samples for k in s["rss_mb"]}):
-        mem.plot(minutes, [s["rss_mb"].get(name) for s in samples], label=name)
-    mem.set_ylabel("RSS (MB)")
-    mem.legend()
-    mem.set_title(f"soak: {rate:g} tweets/s offered to `stancestream run`")
+    names = sorted({k for s in samples for k in s["rss_mb"]})
+    fig, axes = plt.subplots(len(names) + 1, 1, figsize=(9, 2.4 * (len(names) + 1)), sharex=True)
+    for ax, name in zip(axes, names):  # one panel each: the broker's MBs vanish beside the model's GBs
+        ax.plot(minutes, [s["rss_mb"].get(name) for s in samples])
+        ax.set_ylabel(f"{name} RSS (MB)")
+    axes[0].set_title(f"soak: {rate:g} tweets/s offered to `stancestream run`")
+    lag = axes[-1]
     lag.plot(minutes, [s["lag"] for s in samples], color="tab:red")
     lag.set_ylabel("lag (tweets written − stored)")
     lag.set_xlabel("minutes")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def replot(report: Path, out: Path) -> None:
+    data = json.loads(report.read_text())
+    _plot(data["samples"], out, data["rate"])
 
 
 if __name__ == "__main__":
