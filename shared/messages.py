@@ -169,7 +169,7 @@ class DeadLetter(BaseModel):
         if len(reason) > MAX_REASON_CHARS:
             reason = reason[:MAX_REASON_CHARS - 1] + "…"
         return cls(reason=reason, source_topic=source_topic, partition=partition, offset=offset, payload=text,
-                   origin=origin or f"kafka:{source_topic}:{partition}:{offset}",
+                   origin=origin or kafka_origin(source_topic, partition, offset),
                    payload_bytes=len(value) if payload_bytes is None else payload_bytes,
                    payload_sha256=hashlib.sha256(value).hexdigest() if payload_sha256 is None else payload_sha256)
 
@@ -179,6 +179,11 @@ class DeadLetter(BaseModel):
         optionally origin)."""
         return cls.build(reason, message.value, source_topic=message.topic, partition=message.partition,
                          offset=message.offset, origin=getattr(message, "origin", "") or "")
+
+
+def kafka_origin(topic: str, partition: int, offset: int) -> str:
+    """The identity of a message that came without the feeder's origin header: its Kafka coordinates."""
+    return f"kafka:{topic}:{partition}:{offset}"
 
 
 class Label(BaseModel):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from shared.messages import Classification, DeadLetter, Label, Tweet, utcnow
+from shared.messages import Classification, DeadLetter, Label, Tweet, kafka_origin, utcnow
 from shared.store.base import Store
 
 TWEET_COLUMNS = ("id", "text", "created_at", "platform_lang", "author_id", "country", "source", "ingested_at")
@@ -74,5 +74,5 @@ class ClickHouseLabelSink:
 def write_dead_letters(store: Store, dead_letters: Sequence[DeadLetter]) -> None:
     """Dead letters are keyed on (source_topic, origin): the same message refused again replaces its row."""
     store.insert("dead_letters", [(d.source_topic, d.partition, d.offset, d.reason, d.payload, d.failed_at,
-                                   d.origin or f"kafka:{d.source_topic}:{d.partition}:{d.offset}", d.payload_bytes,
+                                   d.origin or kafka_origin(d.source_topic, d.partition, d.offset), d.payload_bytes,
                                    d.payload_sha256) for d in dead_letters], DEAD_LETTER_COLUMNS)

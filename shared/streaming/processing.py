@@ -19,7 +19,8 @@ from typing import Callable, Protocol, Sequence
 
 from shared.classifier.langid import UNKNOWN, DetectedLanguage, detect_languages
 from shared.errors import StancestreamError
-from shared.messages import CATEGORIES, ORIGIN_HEADER, Classification, DeadLetter, Label, Probabilities, Tweet, utcnow
+from shared.messages import (CATEGORIES, ORIGIN_HEADER, Classification, DeadLetter, Label, Probabilities, Tweet,
+                             kafka_origin, utcnow)
 from shared.streaming.validation import DEFAULT_LIMITS, InputLimits, InvalidMessage, parse_label, parse_tweet
 
 #: The worker's duplicate-id check: tweet id -> SHA-256 (hex) of the text stored under it, for the given ids.
@@ -40,7 +41,7 @@ class InboundMessage:
     @property
     def key(self) -> str:
         """Its durable identity: the origin, else its Kafka coordinates (which a restarted in-memory broker reuses)."""
-        return self.origin or f"kafka:{self.topic}:{self.partition}:{self.offset}"
+        return self.origin or kafka_origin(self.topic, self.partition, self.offset)
 
 
 def origin_of(headers) -> str:
