@@ -26,6 +26,7 @@ demo: setup
 	$(BIN)/stancestream run --feed data/sample_feed.jsonl --exit-when-done
 
 test: setup
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 # The inner loop: tests/unit only (no broker, no store, no training runs), in well under a minute.

@@ -1,6 +1,6 @@
 """Print docs/reliability.md's table from the log the fault tests write.
 
-    STANCESTREAM_RELIABILITY_LOG=out/reliability.jsonl .venv/bin/python -m pytest tests/test_faults.py tests/test_poison.py
+    STANCESTREAM_RELIABILITY_LOG=out/reliability.jsonl .venv/bin/python -m pytest tests/e2e/test_faults.py tests/unit/test_poison.py
     .venv/bin/python benchmarks/reliability_table.py out/reliability.jsonl
 """
 

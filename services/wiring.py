@@ -19,17 +19,18 @@ from shared.training.registry import AdapterRegistry
 log = logging.getLogger(__name__)
 
 
-def open_migrated_store(settings: Settings) -> Store:
-    """The configured store (through a running stack's gateway, if one runs), its schema up to date."""
-    store = open_store(settings)
+def open_migrated_store(settings: Settings, *, prefer_gateway: bool = True) -> Store:
+    """The configured store, its schema up to date; embedded, through a running stack's gateway if one runs and
+    ``prefer_gateway``."""
+    store = open_store(settings, prefer_gateway=prefer_gateway)
     migrate(store)
     return store
 
 
-def open_registry(settings: Settings, *, seed: bool = True) -> AdapterRegistry:
-    """The adapter registry on the migrated store; ``seed``: register the configured adapter as the active ``v1``
-    on first use."""
-    registry = AdapterRegistry(open_migrated_store(settings), settings.adapters_dir)
+def open_registry(settings: Settings, store: Store | None = None, *, seed: bool = True) -> AdapterRegistry:
+    """The adapter registry on ``store`` (default: the migrated configured store); ``seed``: register the
+    configured adapter as the active ``v1`` on first use."""
+    registry = AdapterRegistry(store or open_migrated_store(settings), settings.adapters_dir)
     if seed:
         registry.seed(settings.adapter)
     return registry

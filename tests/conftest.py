@@ -117,7 +117,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory):
 def tiny_adapter(tiny_settings, tmp_path_factory: pytest.TempPathFactory):
     """A LoRA adapter of the tiny model, trained by ``train`` on the tests' own labeled rows."""
     from labeled import TINY_RECIPE, write_labeled_csv
-    from shared.training.loop import TrainConfig, read_labeled, train
+    from shared.training.config import TrainConfig
+    from shared.training.data import read_labeled
+    from shared.training.loop import train
 
     root = tmp_path_factory.mktemp("tiny-adapter")
     data = write_labeled_csv(root / "labels.csv", n_per_cell=5)

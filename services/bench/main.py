@@ -15,10 +15,13 @@ from pathlib import Path
 from shared.classifier.model import StanceClassifier
 from shared.training.metrics import scores, to_indices
 from shared.settings import Settings
+from shared.versions import MODEL_LIBRARIES, library_versions
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+#: What a bench result also depends on beyond the model: the stream, the store and the baseline.
+BENCH_LIBRARIES = MODEL_LIBRARIES + ("faust-streaming", "aiokafka", "chdb", "clickhouse-connect", "llama_cpp_python")
 
 
 def read_tweets(path: Path, n: int) -> tuple[list[str], list[str]]:
@@ -40,19 +43,6 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "python": platform.python_version()}
 
 
-def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("torch", "transformers", "peft", "bitsandbytes", "faust-streaming", "aiokafka", "chdb",
-                    "clickhouse-connect", "llama_cpp_python"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
 def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str], batch_sizes: list[int],
         rates: list[str], per_rate: int, baseline_n: int, slow_n: int, skip_baseline: bool, skip_e2e: bool,
         update_doc: bool) -> dict:
@@ -68,7 +58,8 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     texts, gold = read_tweets(data, n)
     threads = settings.torch_threads or torch.get_num_threads()
     report: dict = {"created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
-                    "versions": versions(), "data": str(data), "n": len(texts), "threads": threads}
+                    "versions": library_versions(BENCH_LIBRARIES), "data": str(data), "n": len(texts),
+                    "threads": threads}
     log(f"machine: {report['machine']['cpu']}, {report['machine']['cores']} cores, {threads} torch threads")
 
     log("(a) the served classifier (default runtime, shipped adapter)")

@@ -11,22 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-import signal
 import sys
 import time
 
 from rich.console import Console
 from rich.live import Live
 
-from shared.streaming.feed import FeedReport, produce_feed, read_feed
-from shared.streaming.feed_resume import ResumeReport, undone
-from shared.settings import Settings
 from services.stack.stack import Stack
+from services.views.summary import render_summary, summary_line
+from services.wiring import on_stop_signals
+from shared.settings import Settings
 from shared.store import StoreError
 from shared.store.queries.feeds import StoredFeedOutcomes
 from shared.store.queries.monitoring import RunSummary
 from shared.store.sinks import write_dead_letters
-from services.views.summary import render_summary, summary_line
+from shared.streaming.feed import FeedReport, produce_feed, read_feed
+from shared.streaming.feed_resume import ResumeReport, undone
 from shared.streaming.topics import Topics, caught_up, physical
 
 #: Without a feed of our own we cannot know what external producers sent: draining ends once the worker
@@ -55,9 +55,7 @@ async def run(settings: Settings, feed: str | None, rate: float | None, exit_whe
     if feed and feed != "-":
         next(iter(read_feed(feed, settings.max_message_bytes)), None)  # fail before starting anything if unreadable
     interrupts = _Interrupts(console)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupts)
+    on_stop_signals(interrupts)
     stack = Stack(settings, run_trainer=True, retry_store_forever=True)
     report = FeedReport(done=feed is None)
     resumed = ResumeReport()

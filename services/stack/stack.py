@@ -10,30 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
-from shared.errors import StancestreamError
-from shared.streaming.broker import EmbeddedBroker
+from services.wiring import announcer, open_migrated_store, open_registry
 from shared.classifier.model import StanceClassifier
-from services.wiring import announcer
-from shared.streaming.hotswap import AdapterWatcher
+from shared.errors import StancestreamError
 from shared.messages import utcnow
-from shared.streaming.processing import TweetBatchProcessor
-from shared.streaming.validation import InputLimits
-from shared.training.registry import AdapterRegistry
 from shared.settings import BrokerStorage, Settings
-from shared.store import Store, open_store
+from shared.store import Store
 from shared.store.gateway import QueryGateway
-from shared.store.migrations import migrate
 from shared.store.sinks import ClickHouseLabelSink, ClickHouseSink
-from shared.streaming.worker import WorkerStats, build_worker
+from shared.streaming.broker import EmbeddedBroker
+from shared.streaming.hotswap import AdapterWatcher
+from shared.streaming.processing import TweetBatchProcessor
 from shared.streaming.telemetry import Telemetry
 from shared.streaming.topics import CommittedOffsets, Topics, ensure_topics
+from shared.streaming.validation import InputLimits
+from shared.streaming.worker import WorkerStats, build_worker
+from shared.training.registry import AdapterRegistry
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +71,13 @@ class Stack:
                                          storage_dir=settings.data_dir / "broker" if durable else None).start()
             settings = self.settings = settings.model_copy(update={"kafka_bootstrap": self.broker.bootstrap})
         status("opening ClickHouse")
-        self.store = open_store(settings, prefer_gateway=False)
-        await asyncio.to_thread(migrate, self.store)
+        # owned here: the gateway serves it to the other processes
+        self.store = await asyncio.to_thread(open_migrated_store, settings, prefer_gateway=False)
         status("creating topics")
         await ensure_topics(settings)
         # Pin the adapter-event position before reading the registry: no activation can slip in between.
         self.watcher = await AdapterWatcher(settings).start()
-        self.registry = AdapterRegistry(self.store, settings.adapters_dir)
-        await asyncio.to_thread(self.registry.seed, settings.adapter)
+        self.registry = await asyncio.to_thread(open_registry, settings, self.store)
         active = await asyncio.to_thread(self.registry.active)
         if active is not None:  # the same check as a hot-swap: only the registry's own directory is loaded
             active = await asyncio.to_thread(self.registry.servable, active.version)

@@ -5,13 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
-from services.wiring import announcer
-from shared.training.registry import AdapterRegistry
+from services.wiring import announcer, on_stop_signals, open_registry
 from shared.settings import Settings
-from shared.store import open_store
-from shared.store.migrations import migrate
 from shared.streaming.telemetry import Telemetry
 from shared.training.cycle import Trainer, run_schedule
 
@@ -19,11 +15,8 @@ log = logging.getLogger("stancestream.trainer")
 
 
 def build_trainer(settings: Settings, progress: bool) -> Trainer:
-    store = open_store(settings)
-    migrate(store)
-    registry = AdapterRegistry(store, settings.adapters_dir)
-    registry.seed(settings.adapter)
-    return Trainer(settings, store, registry, announcer(settings), progress=progress)
+    registry = open_registry(settings)
+    return Trainer(settings, registry.store, registry, announcer(settings), progress=progress)
 
 
 def once(settings: Settings, force: bool) -> int:
@@ -36,9 +29,7 @@ async def _serve(settings: Settings) -> int:
     trainer = build_trainer(settings, progress=False)
     trainer.telemetry = Telemetry().serve(settings)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(stop.set)
     schedule = asyncio.create_task(run_schedule(trainer))
     log.warning("trainer running: %s, at least %d new labels per cycle",
                 f"cron {settings.trainer_cron}" if settings.trainer_cron else f"every {settings.trainer_interval_s:g} s",

@@ -5,19 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
-from shared.settings import Settings
 from services.stack.stack import Stack
+from services.wiring import on_stop_signals
+from shared.settings import Settings
 
 log = logging.getLogger("stancestream.worker")
 
 
 async def serve(settings: Settings) -> int:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signals(stop.set)
     stack = Stack(settings, allow_embedded_broker=False)
     try:
         await stack.start(status=lambda message: log.info(message))

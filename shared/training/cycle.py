@@ -20,14 +20,16 @@ from typing import Callable
 
 from shared.classifier.adapters import BASE_VERSION, read_adapter_metadata
 from shared.classifier.model import StanceClassifier
-from shared.classifier.langid import normalize_lang
-from shared.messages import AdapterAction, AdapterEvent, Category, Label, utcnow
-from shared.training.registry import AdapterRecord, AdapterRegistry
+from shared.messages import AdapterAction, AdapterEvent, Label, utcnow
 from shared.settings import Settings
 from shared.store.base import Store
 from shared.store.queries.adapters import insert_adapter_run, last_training_started
 from shared.store.queries.labels import count_labels, freeze_holdout, holdout_ids, load_labels
-from shared.training.loop import Example, TrainConfig, evaluate, stratified_split, train
+from shared.training.config import TrainConfig
+from shared.training.data import example_of, stratified_split
+from shared.training.evaluation import evaluate
+from shared.training.loop import train
+from shared.training.registry import AdapterRecord, AdapterRegistry
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +139,8 @@ class Trainer:
             return
         labels = load_labels(self.store)
         holdout_ids = self._holdout(labels)
-        holdout = [_example(lb) for lb in labels if lb.tweet_id in holdout_ids]
-        training = [_example(lb) for lb in labels if lb.tweet_id not in holdout_ids]
+        holdout = [example_of(lb) for lb in labels if lb.tweet_id in holdout_ids]
+        training = [example_of(lb) for lb in labels if lb.tweet_id not in holdout_ids]
         report.labels, report.train_examples, report.holdout_examples = len(labels), len(training), len(holdout)
         if not holdout or len(training) < 8:
             report.reason = f"too few labels to train and gate ({len(training)} to train, {len(holdout)} held out)"
@@ -174,7 +176,7 @@ class Trainer:
         ids = holdout_ids(self.store)
         if ids:
             return ids
-        _, held = stratified_split([_example(lb) for lb in labels], self.settings.holdout_fraction, HOLDOUT_SEED)
+        _, held = stratified_split([example_of(lb) for lb in labels], self.settings.holdout_fraction, HOLDOUT_SEED)
         freeze_holdout(self.store, [ex.id for ex in held], utcnow())
         return {ex.id for ex in held}
 
@@ -185,9 +187,6 @@ class Trainer:
             json.dumps(report.active_metrics), json.dumps(report.candidate_metrics), report.decision, report.reason,
         ))
 
-
-def _example(label: Label) -> Example:
-    return Example(label.tweet_id, normalize_lang(label.lang) or "und", Category(label.label), label.text)
 
 
 async def run_schedule(trainer: Trainer) -> None:

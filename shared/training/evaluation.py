@@ -1,6 +1,7 @@
-"""``stancestream eval``: the paper's metrics on a labeled CSV, compared with the paper's own predictions.
+"""Scoring an adapter on labeled tweets: ``evaluate`` (the dev split while training, the holdout in the trainer's
+gate) and ``stancestream eval``, the paper's metrics on a labeled CSV compared with the paper's own predictions.
 
-Writes ``metrics.json``, ``report.md`` and two plots (confusion matrix; per-language accuracy, ours vs paper).
+``eval`` writes ``metrics.json``, ``report.md`` and two plots (confusion matrix; per-language accuracy, ours vs paper).
 When the CSV has a ``paper_pred`` column, the paper's model is scored on the same tweets, and a paired bootstrap
 gives a 95% interval of our accuracy minus the paper's.
 """
@@ -16,8 +17,18 @@ import numpy as np
 
 from shared.classifier.model import StanceClassifier
 from shared.messages import CATEGORIES, Category
+from shared.training.data import Example, read_labeled
 from shared.training.metrics import confusion, expected_calibration_error, per_language, scores, to_indices
-from shared.training.loop import read_labeled
+
+
+def evaluate(classifier: StanceClassifier, examples: list[Example], probs: np.ndarray | None = None
+             ) -> tuple[dict, np.ndarray]:
+    if probs is None:
+        probs = classifier.predict_proba([ex.text for ex in examples])
+    y_true = to_indices([ex.label for ex in examples])
+    y_pred = probs.argmax(axis=1)
+    metrics = scores(y_true, y_pred) | {"per_language": per_language([ex.lang for ex in examples], y_true, y_pred)}
+    return metrics, probs
 
 
 def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, resamples: int = 2000,

@@ -1,16 +1,14 @@
 """LoRA fine-tuning of the base model on labeled tweets, with a dev split and early stopping on dev macro-F1.
 
 Training optimises exactly what inference serves: cross-entropy over the four label-word logits at the last
-prompt position (``shared.classifier.label_logits``), or over an own 4-way head's logits with ``--head``. The
-output is a self-describing adapter directory: peft's weights and config (plus the head, if any) and
+prompt position (``shared.classifier.scoring.label_logits``), or over an own 4-way head's logits with ``--head``.
+The output is a self-describing adapter directory: peft's weights and config (plus the head, if any) and
 ``stancestream.json`` (base model and hash, labels, text normalization, data hash and size, hyperparameters,
 library versions, dev metrics, command line).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import logging
 import math
@@ -18,167 +16,32 @@ import random
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from shared.classifier.adapters import ADAPTER_METADATA, LABEL_HEAD_FILE, save_label_head
+from shared.classifier.adapters import ADAPTER_METADATA, save_label_head
+from shared.classifier.langid import normalize_lang
 from shared.classifier.model import StanceClassifier
 from shared.classifier.scoring import (
     LINKS_AND_MENTIONS, hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
 )
-from shared.classifier.langid import normalize_lang
-from shared.messages import CATEGORIES, Category
-from shared.training.metrics import per_language, scores, to_indices
+from shared.messages import CATEGORIES
 from shared.settings import Quantization, Settings
+from shared.training.checkpoint import WeightAverage, load_checkpoint, save_checkpoint
+from shared.training.config import TrainConfig, TrainResult
+from shared.training.data import Example, class_weights, data_digest, stratified_split
+from shared.training.evaluation import evaluate
+from shared.training.metrics import to_indices
+from shared.versions import library_versions
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Example:
-    id: str
-    lang: str
-    label: Category
-    text: str
-    translation_en: str = ""
-
-
 class TrainingCancelled(RuntimeError):
     pass
-
-
-def _option(default, help: str):
-    return field(default=default, metadata={"help": help})
-
-
-HEADS = ("label-words", "trained", "fresh")
-
-
-@dataclass
-class TrainConfig:
-    """A training recipe; each field is a `stancestream train` option, its help the explanation below."""
-
-    epochs: float = _option(2.0, "passes over the training split")
-    learning_rate: float = _option(2e-4, "AdamW peak learning rate")
-    batch_size: int = _option(16, "tweets per optimizer step")
-    lora_rank: int = _option(16, "LoRA rank r")
-    lora_alpha: int = _option(32, "LoRA alpha (the update is scaled by alpha / r)")
-    lora_dropout: float = _option(0.05, "dropout on the LoRA input")
-    target_modules: str = _option("all-linear", "all-linear, or attention (q, k, v, o projections only)")
-    class_weighting: str = _option("sqrt", "loss weight per class: none, sqrt (1/sqrt(frequency)) or balanced "
-                                           "(1/frequency)")
-    label_smoothing: float = _option(0.0, "share of each target's probability spread evenly over all four labels "
-                                          "(0 = off): softens the noisy human labels")
-    head: str = _option("label-words", "how the last hidden state becomes four scores: label-words (the label words' "
-                        "rows of the output embedding, not trained), trained (a 4-way linear head started from "
-                        "those rows and trained with the adapter) or fresh (a randomly initialised 4-way head)")
-    train_languages: str = _option("", "train only on these languages, comma-separated (e.g. en or en,es); the dev "
-                                   "split still covers every language, so it measures transfer to the others "
-                                   "(default: all)")
-    normalize_text: bool = _option(False, "replace links with 'http' and @mentions with '@user' (TweetEval's "
-                                   "preprocessing); recorded in the adapter, so serving does the same")
-    translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
-    dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label); "
-                                        "0 = refit on all of it: no dev scores or early stopping, the final "
-                                        "(averaged) weights are kept")
-    dev_seed: int = _option(13, "seed of the dev split; apart from --seed so runs with other seeds are scored on "
-                                "the same dev tweets")
-    eval_every: int = _option(40, "optimizer steps between dev evaluations")
-    patience: int = _option(4, "dev evaluations without a macro-F1 gain before stopping early")
-    warmup_fraction: float = _option(0.06, "share of the steps with a linear learning-rate warm-up")
-    seed: int = _option(13, "seed of LoRA initialisation and batch order")
-    ema_decay: float = _option(0.0, "evaluate and keep an exponential moving average of the LoRA weights with this "
-                                    "decay (e.g. 0.95; 0 = off): smooths the step-to-step swings of the dev score")
-    max_tokens: int = _option(128, "tweets are truncated to this many tokens")
-    train_layers: int | None = _option(None, "LoRA on the top N decoder layers only; the layers below are run "
-                                             "once per tweet and cached (much faster on CPU)")
-    limit: int | None = _option(None, "train on the first N examples only (smoke tests)")
-
-    def __post_init__(self):
-        if self.head not in HEADS:
-            raise ValueError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
-        for name in ("label_smoothing", "ema_decay", "dev_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")
-
-
-@dataclass
-class TrainResult:
-    adapter_dir: Path
-    dev_metrics: dict
-    steps: int
-    seconds: float
-    history: list[dict] = field(default_factory=list)
-
-
-def read_labeled(paths: list[Path]) -> list[Example]:
-    """Rows with columns id, lang, label, text (translation_en optional, extra columns ignored)."""
-    examples = []
-    for path in paths:
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"id", "lang", "label", "text"} - set(reader.fieldnames or [])
-            if missing:
-                raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-            for line, row in enumerate(reader, start=2):
-                try:
-                    label = Category(row["label"].strip())
-                except ValueError:
-                    raise ValueError(f"{path}:{line}: unknown label {row['label']!r}") from None
-                if row["text"].strip():
-                    examples.append(Example(row["id"], normalize_lang(row["lang"]) or "und", label,
-                                            row["text"], (row.get("translation_en") or "").strip()))
-    if not examples:
-        raise ValueError("no labeled examples found")
-    return examples
-
-
-def stratified_split(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
-    """Dev split stratified by (language, label): every stratum keeps its share, at least one example if >= 3."""
-    if fraction <= 0:
-        return list(examples), []
-    rng = random.Random(seed)
-    strata: dict[tuple[str, Category], list[Example]] = {}
-    for ex in examples:
-        strata.setdefault((ex.lang, ex.label), []).append(ex)
-    train, dev = [], []
-    for key in sorted(strata, key=lambda k: (k[0], k[1].value)):
-        group = strata[key][:]
-        rng.shuffle(group)
-        n_dev = round(len(group) * fraction) if len(group) >= 3 else 0
-        n_dev = max(n_dev, 1) if len(group) >= 3 else 0
-        dev.extend(group[:n_dev])
-        train.extend(group[n_dev:])
-    return train, dev
-
-
-def data_digest(examples: list[Example]) -> str:
-    digest = hashlib.sha256()
-    for ex in sorted(examples, key=lambda e: e.id):
-        digest.update(f"{ex.id}\t{ex.lang}\t{ex.label.value}\t{ex.text}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-def class_weights(examples: list[Example], mode: str) -> np.ndarray:
-    counts = np.array([sum(ex.label is label for ex in examples) for label in CATEGORIES], dtype=float)
-    counts = np.maximum(counts, 1)
-    if mode == "none":
-        return np.ones(len(CATEGORIES))
-    weights = (counts.sum() / counts) if mode == "balanced" else np.sqrt(counts.sum() / counts)
-    return weights / weights.mean()
-
-
-def evaluate(classifier: StanceClassifier, examples: list[Example], probs: np.ndarray | None = None
-             ) -> tuple[dict, np.ndarray]:
-    if probs is None:
-        probs = classifier.predict_proba([ex.text for ex in examples])
-    y_true = to_indices([ex.label for ex in examples])
-    y_pred = probs.argmax(axis=1)
-    metrics = scores(y_true, y_pred) | {"per_language": per_language([ex.lang for ex in examples], y_true, y_pred)}
-    return metrics, probs
 
 
 def train(settings: Settings, examples: list[Example], out: Path, config: TrainConfig, *,
@@ -189,8 +52,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     ``should_stop`` is polled every step; when it turns true, ``TrainingCancelled`` is raised (the last
     checkpoint stays, so ``resume`` can continue)."""
     import torch
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-    from peft.utils import get_peft_model_state_dict
+    from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -240,7 +102,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     classifier.text_normalization = LINKS_AND_MENTIONS if config.normalize_text else None
     trainable = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
-    average = _WeightAverage(trainable, config.ema_decay) if config.ema_decay else None
+    average = WeightAverage(trainable, config.ema_decay) if config.ema_decay else None
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))
     warmup = max(1, int(total_steps * config.warmup_fraction))
@@ -251,7 +113,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
                            device=classifier.runtime.device)
     encoded = classifier.encode([ex.text for ex in train_set])
     dev_encoded = classifier.encode([ex.text for ex in dev_set]) if dev_set else []
-    if start:  # the frozen layers' output, once per example (see shared/classifier.py)
+    if start:  # the frozen layers' output, once per example (see shared/classifier/scoring.py)
         train_inputs = _hidden_cache(classifier, encoded, start, progress)
         dev_inputs = _hidden_cache(classifier, dev_encoded, start, progress) if dev_set else []
     else:
@@ -276,16 +138,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     checkpoint = out / "checkpoint"
     state = {"step": 0, "best_f1": -1.0, "bad_evals": 0, "history": []}
     if resume and (checkpoint / "state.json").exists():
-        state = json.loads((checkpoint / "state.json").read_text())
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(model, load_file(checkpoint / "adapter.safetensors"))
-        if head is not None:
-            head.load_state_dict(load_file(checkpoint / LABEL_HEAD_FILE))
-        optimizer.load_state_dict(torch.load(checkpoint / "optimizer.pt", weights_only=True))
-        scheduler.load_state_dict(torch.load(checkpoint / "scheduler.pt", weights_only=True))
-        if average is not None:
-            average.load(torch.load(checkpoint / "average.pt", weights_only=True))
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler, average, head)
         log.warning("resuming from step %d", state["step"])
 
     order_rng = np.random.default_rng(config.seed)
@@ -316,7 +169,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         if average is not None:
             average.swap()
         model.train()
-        _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average, head)
+        save_checkpoint(checkpoint, model, optimizer, scheduler, state, average, head)
         line = (f"step {step}: dev accuracy {metrics['accuracy']:.3f} macro-F1 {metrics['macro_f1']:.3f}"
                 + (" (best)" if improved else ""))
         if progress:
@@ -350,8 +203,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         bar.update(1)
         if state["step"] % config.eval_every == 0 or state["step"] == total_steps:
             if refit:
-                _save_checkpoint(checkpoint, model, optimizer, scheduler, state, get_peft_model_state_dict, average,
-                                 head)
+                save_checkpoint(checkpoint, model, optimizer, scheduler, state, average, head)
             else:
                 stop = run_eval(state["step"])
     bar.close()
@@ -376,6 +228,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         "base_model_id": classifier.model_id,
         "labels": [label.value for label in CATEGORIES],
         "text_normalization": classifier.text_normalization,
+        # Worded as in every adapter since v1 (adapters/default), so the field compares across versions.
         "prompt": "label-word scoring (shared/classifier.py)" if head is None else f"{config.head} label head",
         "data": {"sources": list(sources or []), "sha256_16": data_digest(examples), "examples": len(examples),
                  "train": len(train_set), "dev": len(dev_set), "dev_sha256_16": data_digest(dev_set)},
@@ -384,7 +237,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         "history": state["history"],
         "steps": state["step"],
         "train_seconds": round(time.time() - started),
-        "versions": _library_versions(),
+        "versions": library_versions(),
         "command": " ".join(sys.argv),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
@@ -421,70 +274,8 @@ def _pad_hidden(rows: list, device: str):
     return hidden, mask
 
 
-class _WeightAverage:
-    """Exponential moving average of the trainable weights (Polyak averaging), swapped in for evaluation."""
-
-    def __init__(self, params: list, decay: float):
-        self.params, self.decay = params, decay
-        self.shadow = [p.detach().clone() for p in params]
-
-    def update(self, step: int) -> None:
-        import torch
-
-        # Early on the average would be dominated by the untrained start: warm the decay up.
-        decay = min(self.decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for shadow, p in zip(self.shadow, self.params):
-                shadow.lerp_(p.detach(), 1 - decay)
-
-    def swap(self) -> None:
-        import torch
-
-        with torch.no_grad():
-            for shadow, p in zip(self.shadow, self.params):
-                held = p.detach().clone()
-                p.copy_(shadow)
-                shadow.copy_(held)
-
-    def load(self, tensors: list) -> None:
-        for shadow, saved in zip(self.shadow, tensors):
-            shadow.copy_(saved)
-
-
-def _save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict, state_dict_fn,
-                     average: _WeightAverage | None = None, head=None) -> None:
-    import torch
-    from safetensors.torch import save_file
-
-    tmp = directory.with_name(directory.name + ".partial")
-    tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state_dict_fn(model).items()}, tmp / "adapter.safetensors")
-    if head is not None:
-        save_label_head(head, tmp)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    if average is not None:
-        torch.save(average.shadow, tmp / "average.pt")
-    (tmp / "state.json").write_text(json.dumps(state, default=str))
-    if directory.exists():
-        shutil.rmtree(directory)
-    tmp.rename(directory)
-
-
 def _progress(total: int, initial: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=initial, desc="training", unit="step", disable=not enabled,
                 dynamic_ncols=True, mininterval=2.0)
-
-
-def _library_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for package in ("torch", "transformers", "peft", "bitsandbytes"):
-        try:
-            out[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return out

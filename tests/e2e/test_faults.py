@@ -224,7 +224,7 @@ def test_ctrl_c_drains_what_was_fed_and_a_second_ctrl_c_says_what_is_left(tmp_pa
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     counts = _counts(env)
     record("Ctrl-C twice, then `run --feed` the same file", "SIGINT, SIGINT 0.5 s later, then a third run", 1500,
-           1500, 0, counts, f"exit 130 at once, reporting{left.rstrip(' (')}not processed; the third run "
+           1500, 0, counts, f"exit 130 at once, reporting{left.rstrip(' (')} not processed; the third run "
            "resumed and completed the file")
     assert counts | {"rows_written": 0} == {"classified": 1500, "rollup": 1500, "tweets": 1500,
                                             "dead_letters": 0, "rows_written": 0}

@@ -20,7 +20,9 @@ from services.stack.stack import Stack
 from shared.store.queries.replays import replay_runs
 from shared.store.sinks import ClickHouseSink
 from shared.streaming.topics import Topics, physical
-from shared.training.loop import TrainConfig, read_labeled, train
+from shared.training.config import TrainConfig
+from shared.training.data import read_labeled
+from shared.training.loop import train
 from streams import TEXTS, stream_settings, tweets, wait_committed
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.model]

@@ -26,7 +26,7 @@ from shared.settings import Settings
 from services.stack.stack import Stack
 from shared.streaming.topics import Topics, physical
 from shared.training.cycle import Trainer, gate
-from shared.training.loop import TrainConfig
+from shared.training.config import TrainConfig
 from streams import read_topic, stream_settings, tweet_record, tweets, until, wait_committed
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.model]

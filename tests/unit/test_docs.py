@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from services.cli import _parser
+from services.cli import build_parser
 from shared.settings import describe_settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -14,6 +14,6 @@ def test_every_setting_is_in_the_readme_table():
 
 
 def test_every_command_is_mentioned_in_the_readme():
-    commands = _parser()._subparsers._group_actions[0].choices
+    commands = build_parser()._subparsers._group_actions[0].choices
     missing = [name for name in commands if f"stancestream {name}" not in README]
     assert not missing, f"README never shows {missing}"

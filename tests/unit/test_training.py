@@ -9,7 +9,9 @@ import pytest
 
 from labeled import CATEGORIES, TEXTS, write_labeled_csv as _write_csv
 from shared.classifier.model import StanceClassifier
-from shared.training.loop import TrainConfig, read_labeled, stratified_split, train
+from shared.training.config import TrainConfig
+from shared.training.data import read_labeled, stratified_split
+from shared.training.loop import train
 
 pytestmark = pytest.mark.model
 
@@ -95,7 +97,8 @@ def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_setti
     keys = load_file(result.adapter_dir / "adapter_model.safetensors").keys()
     assert keys and all(".layers.1." in k for k in keys)
     # The dev score computed on cached activations is the score of the served adapter.
-    from shared.training.loop import evaluate, stratified_split
+    from shared.training.data import stratified_split
+    from shared.training.evaluation import evaluate
 
     tuned = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
     _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.seed)
@@ -105,10 +108,10 @@ def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_setti
 def test_weight_average_is_what_evaluation_sees_and_training_continues_from_the_raw_weights():
     import torch
 
-    from shared.training.loop import _WeightAverage
+    from shared.training.checkpoint import WeightAverage
 
     weight = torch.nn.Parameter(torch.zeros(3))
-    average = _WeightAverage([weight], decay=0.5)
+    average = WeightAverage([weight], decay=0.5)
     with torch.no_grad():
         weight.fill_(1.0)
     average.update(step=100)  # past the warm-up: shadow = 0.5 * 0 + 0.5 * 1
@@ -202,7 +205,8 @@ def test_a_trained_label_head_is_saved_served_and_swapped_out(tmp_path, tiny_set
 
     from shared.classifier.adapters import LABEL_HEAD_FILE, check_adapter
     from shared.classifier.errors import ClassifierError
-    from shared.training.loop import evaluate, stratified_split
+    from shared.training.data import stratified_split
+    from shared.training.evaluation import evaluate
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=3)
     config = TrainConfig(epochs=1, batch_size=8, eval_every=2, learning_rate=5e-3, dev_fraction=0.34,
@@ -269,7 +273,7 @@ def test_training_on_some_languages_keeps_every_language_in_dev(tmp_path, tiny_s
 
 def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp_path, tiny_settings, tiny_adapter):
     from shared.classifier.scoring import normalize_tweet
-    from shared.training.loop import evaluate
+    from shared.training.evaluation import evaluate
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
     config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32,

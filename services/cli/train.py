@@ -1,0 +1,44 @@
+"""Fine-tune the configured base model with LoRA on CSVs with columns id, lang, label, text (translation_en optional).
+A dev split stratified by language and label is carved out; training stops early on dev macro-F1; the best adapter
+lands in OUT/adapter with its metadata."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from pathlib import Path
+
+from shared.training.config import TrainConfig
+
+
+HELP = "LoRA fine-tuning on labeled tweets; writes a versioned adapter directory"
+
+
+def arguments(parser) -> None:
+    parser.add_argument("--data", action="append", required=True, type=Path, metavar="CSV",
+                        help="labeled tweets (repeatable)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="run directory (checkpoint, best, adapter)")
+    parser.add_argument("--version", help="adapter version recorded in its metadata (default: OUT's name)")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    for option in fields(TrainConfig):
+        flag, value = "--" + option.name.replace("_", "-"), option.default
+        explained = f"{option.metadata['help']} (default {value})"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=explained)
+        else:
+            parser.add_argument(flag, type=type(value) if value is not None else int, default=value, help=explained)
+
+
+def run(args, settings) -> int:
+    from shared.training.data import read_labeled
+    from shared.training.loop import train
+
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    result = train(settings, read_labeled(args.data), args.out, config, sources=[str(p) for p in args.data],
+                   version=args.version, resume=args.resume)
+    dev = result.dev_metrics
+    scores = (f"dev accuracy {dev['accuracy']:.3f}  macro-F1 {dev['macro_f1']:.3f}" if dev
+              else "no dev split (--dev-fraction 0): the final weights were kept")
+    print(f"adapter: {result.adapter_dir}  steps {result.steps}  {result.seconds / 60:.1f} min  {scores}")
+    return 0
