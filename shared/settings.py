@@ -72,8 +72,19 @@ class Settings(BaseSettings):
     worker_group: str = Field("stancestream-worker", description="consumer group (Faust app id) of the workers")
 
     # --- batching -------------------------------------------------------------------------------------------
-    batch_size: int = Field(32, ge=1, description="most tweets per micro-batch")
-    batch_max_wait_s: float = Field(0.5, gt=0, description="longest wait for a micro-batch to fill")
+    batch_size: int = Field(32, ge=1, description="most tweets per take from Kafka (a micro-batch under light load)")
+    batch_max_wait_s: float = Field(
+        0.05, gt=0, description="longest wait for a take to fill; the model is never kept waiting for it")
+    max_batch_size: int = Field(
+        128, ge=1, description="most tweets per model call: takes queued while the model was busy are merged up to "
+                               "this, so a backlog gives length bucketing more to sort")
+    in_flight_batches: int = Field(
+        2, ge=1, description="classified batches that may wait for their ClickHouse write while the model goes on")
+    fetch_max_wait_ms: int = Field(
+        100, ge=1, le=1500, description="longest a broker fetch waits for data (Faust's 1500 ms is a 0.6 s latency "
+                                        "floor on Tansu)")
+    cache_entries: int = Field(
+        50_000, ge=0, description="identical tweets classified once: texts whose probabilities are kept (0: off)")
     sink_retries: int = Field(5, ge=0, description="ClickHouse write retries before `worker` stops (`run` retries forever)")
     dlq_max_invalid_ratio: float = Field(
         0.5, gt=0, le=1, description="stop the worker if more than this share of the last 1000 messages is invalid"

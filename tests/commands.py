@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,6 +24,33 @@ def cli_env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str], timeout: float = 120, input: str | None = None
+            ) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+                          text=True, timeout=timeout, input=input)
+
+
+@contextmanager
+def spawn_cli(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`stancestream ARGS` running in the background for the block, its stdout and stderr together in
+    ``proc.stdout``; however the block ends (a failed assertion, a timeout), it is killed if still running and
+    reaped."""
+    proc = subprocess.Popen([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+        proc.stdout.close()
+
+
+def stop(proc: subprocess.Popen, *signals: signal.Signals, timeout: float) -> str:
+    """Send ``signals`` to ``proc`` in turn, half a second apart, and return its output once it exits; if it has
+    not exited within ``timeout`` seconds, ``subprocess.TimeoutExpired`` is raised (and `spawn_cli` kills it)."""
+    for i, sig in enumerate(signals):
+        if i:
+            time.sleep(0.5)
+        proc.send_signal(sig)
+    return proc.communicate(timeout=timeout)[0]

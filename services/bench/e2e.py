@@ -1,79 +1,224 @@
-"""(d) End to end: Kafka → worker → ClickHouse at fixed offered rates, latency from produce to queryable row.
+"""(d) End to end: Kafka → worker → ClickHouse — capacity, latency at fractions of it, copies, and replay.
 
-An embedded stack (Tansu, chDB, the worker with the default classifier) runs in this process. For each offered
-rate, ``per_rate`` tweets are produced on a fixed schedule; a poller queries ClickHouse every ``poll_s`` and
-notes when each tweet's row first appears. Latency = that moment − the moment the tweet was handed to the
-producer, so it includes batching, classification, the insert and the polling granularity.
+An embedded stack (Tansu, chDB, the worker with the served classifier) runs in this process. The bench produces
+tweets with their id and notes when each one's classification appears on ``tweets.classified``, which the worker
+publishes only after the row is written: latency = that moment − the moment the tweet was handed to the producer
+(batching, fetch, classification, the insert and the publish; conservative by the publish).
+
+The rules, fixed before any run (docs/benchmarks.md):
+
+- **Backlog throughput:** a burst offered at once; tweets per second from the first produce to the last result.
+- **Sustained:** an offered rate r is sustained if, over a window of ``window_s`` (≥ 60 s) of steady offer,
+  (a) the consumer lag (produced − published results) at its lowest over the window's last 10 s is at most
+  2·r + ``batch_size`` (a backlog that grows by even 5 % of r over the window ends above that), and (b) the
+  results over the window's second half arrive at ≥ 0.95·r per second.
+- **Capacity:** the highest sustained rate among r₀ = the backlog throughput and then r₀ × 0.9ᵏ (k = 1..4); 0 if
+  none is.
+- **Latency:** p50/p95/p99 over every tweet of a ``window_s`` window of steady offer at 0.25, 0.5 and 0.75 of
+  capacity.
+- **Copies:** the backlog throughput of a burst whose tweets are all different, and of one in which half are
+  copies (a retweet prefix, another link) of the other half; speedup = the second / the first. The cache is off
+  everywhere else, so that cycling the bench's tweets cannot flatter the other numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 
 import numpy as np
 
+from services.stack.stack import Stack
+from shared.classifier.cache import ProbabilityCache
 from shared.settings import Settings
 from shared.streaming.pacing import RatePacer
-from shared.store.queries.monitoring import classified_ids_with_prefix
-from services.stack.stack import Stack
 from shared.streaming.topics import Topics, physical
 
+FRACTIONS = ("0.25", "0.5", "0.75")
+BACKOFF, TRIES = 0.9, 5
 
-async def run_e2e(settings: Settings, texts: list[str], rates: list[str], per_rate: int, log,
-                  poll_s: float = 0.1) -> list[dict]:
+
+class _Results:
+    """Follows ``tweets.classified``: when each bench tweet's result first appeared."""
+
+    def __init__(self, settings: Settings):
+        from aiokafka import AIOKafkaConsumer
+
+        self.seen: dict[str, float] = {}
+        self._consumer = AIOKafkaConsumer(physical(Topics.classified, settings),
+                                          bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                          auto_offset_reset="latest", fetch_max_wait_ms=50)
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        async for record in self._consumer:
+            self.seen.setdefault(record.key.decode(), time.time())
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+
+class _Offer:
+    def __init__(self, stack: Stack, producer, results: _Results):
+        self.stack, self.producer, self.results = stack, producer, results
+        self.topic = physical(Topics.raw, stack.settings)
+
+    async def run(self, texts: list[str], rate: float | None, tag: str, lag_every_s: float = 0.5) -> dict:
+        """Offer ``texts`` at ``rate`` (None: at once); wait for every result; latencies, throughput, lag."""
+        prefix = f"bench-{uuid.uuid4().hex[:6]}-{tag}-"
+        produced: dict[str, float] = {}
+        lag: list[tuple[float, int]] = []
+        seen = self.results.seen
+
+        def done() -> int:
+            return sum(1 for k in produced if k in seen)
+
+        async def sample() -> None:
+            while True:
+                lag.append((time.time(), len(produced) - done()))
+                await asyncio.sleep(lag_every_s)
+
+        sampler = asyncio.create_task(sample())
+        pacer = RatePacer(rate)
+        try:
+            for i, text in enumerate(texts):
+                await pacer.wait(i)
+                tweet_id = f"{prefix}{i}"
+                value = json.dumps({"id": tweet_id, "text": text, "created_at": "2026-11-22T00:00:00Z"})
+                produced[tweet_id] = time.time()
+                await self.producer.send(self.topic, value.encode(), key=tweet_id.encode())
+            await self.producer.flush()
+            offered_until = time.time()
+            deadline = time.time() + 120 + len(texts) / 2
+            while done() < len(texts):
+                if time.time() > deadline:
+                    raise TimeoutError(f"{len(texts) - done()} of {len(texts)} bench tweets never came back")
+                await asyncio.sleep(0.05)
+        finally:
+            sampler.cancel()
+        latencies = np.array([seen[k] - produced[k] for k in produced])
+        first = min(produced.values())
+        span = max(seen[k] for k in produced) - first
+        row = {"n": len(texts), "throughput": round(len(texts) / span, 3),
+               "p50_s": round(float(np.percentile(latencies, 50)), 3),
+               "p95_s": round(float(np.percentile(latencies, 95)), 3),
+               "p99_s": round(float(np.percentile(latencies, 99)), 3), "max_s": round(float(latencies.max()), 3)}
+        if rate:
+            row |= _steadiness(rate, first, offered_until, lag, [seen[k] for k in produced],
+                               self.stack.settings.batch_size)
+        return row
+
+
+def _steadiness(rate: float, start: float, end: float, lag: list[tuple[float, int]], arrivals: list[float],
+                batch_size: int) -> dict:
+    """The sustained rule (module docstring) over the window [start, end] of steady offer."""
+    tail_lag = min((n for t, n in lag if end - 10 <= t <= end), default=0)
+    half = (start + end) / 2
+    second_half_rate = sum(1 for t in arrivals if half <= t <= end) / max(end - half, 1e-9)
+    sustained = tail_lag <= 2 * rate + batch_size and second_half_rate >= 0.95 * rate
+    return {"offered": round(rate, 3), "tail_lag": tail_lag, "second_half_rate": round(second_half_rate, 3),
+            "sustained": sustained}
+
+
+def copies_of(texts: list[str], rng: random.Random) -> list[str]:
+    """``texts`` and as many copies of them (a retweet prefix, or another shortened link), shuffled so that a copy
+    may come before or after its original."""
+    copies = [f"RT @user{i}: {t}" if i % 2 else f"{t} https://t.co/{uuid.uuid4().hex[:10]}"
+              for i, t in enumerate(texts)]
+    mixed = texts + copies
+    rng.shuffle(mixed)
+    return mixed
+
+
+async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, log, window_s: float = 60,
+                  burst_s: float = 20) -> dict:
+    """Capacity, latency at 0.25/0.5/0.75 of it, and the copies speedup, through one embedded stack."""
     from aiokafka import AIOKafkaProducer
 
+    rng = random.Random(7)
+
+    def pool(n: int) -> list[str]:  # n tweets from the bench's texts, cycled
+        return [texts[i % len(texts)] for i in range(n)]
+
     stack = await Stack(settings).start(status=lambda m: log(f"  e2e: {m}"))
+    stack.processor.cache = None  # see the module docstring; on again for the copies
     producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, linger_ms=0, acks=1)
+    results = _Results(stack.settings)
     await producer.start()
-    topic = physical(Topics.raw, stack.settings)
-    results = []
+    await results.start()
+    offer = _Offer(stack, producer, results)
+    report: dict = {"window_s": window_s, "windows": []}
     try:
-        await _offer(stack, producer, topic, texts, "warmup", 32, None, poll_s)  # model and caches warm
-        for rate in rates:
-            offered = None if rate == "max" else float(rate)
-            row = await _offer(stack, producer, topic, texts, f"r{rate}", per_rate, offered, poll_s)
-            results.append({"offered": rate} | row)
-            log(f"  e2e {rate:>4}/s: {row['throughput']:5.2f} tweets/s  p50 {row['p50_s']:.2f} s  "
-                f"p95 {row['p95_s']:.2f} s  p99 {row['p99_s']:.2f} s  ({row['n']} tweets)")
+        await offer.run(pool(64), None, "warmup")  # model, caches and topics warm
+        burst = max(200, int(classifier_rate * burst_s))
+        backlog = await offer.run(pool(burst), None, "backlog")
+        report["backlog"] = backlog
+        log(f"  backlog of {burst}: {backlog['throughput']:.2f} tweets/s")
+
+        capacity, rate = 0.0, backlog["throughput"]
+        for _ in range(TRIES):
+            row = await offer.run(pool(int(rate * window_s)), rate, f"r{rate:.1f}")
+            report["windows"].append(row)
+            log(f"  {rate:6.2f}/s offered for {window_s:.0f} s: {'sustained' if row['sustained'] else 'not sustained'}"
+                f" (lowest lag of the last 10 s {row['tail_lag']}, second half {row['second_half_rate']:.2f}/s), "
+                f"p95 {row['p95_s']:.2f} s")
+            if row["sustained"]:
+                capacity = rate
+                break
+            rate *= BACKOFF
+        report["capacity_tweets_per_s"] = round(capacity, 3)
+
+        report["latency"] = {}
+        for fraction in FRACTIONS if capacity else ():
+            rate = capacity * float(fraction)
+            row = await offer.run(pool(max(1, int(rate * window_s))), rate, f"f{fraction}")
+            report["windows"].append(row)
+            report["latency"][fraction] = {k: row[k] for k in ("p50_s", "p95_s", "p99_s")} | {"offered": row["offered"]}
+            log(f"  {fraction} of capacity ({rate:.2f}/s): p50 {row['p50_s']:.2f} s  p95 {row['p95_s']:.2f} s  "
+                f"p99 {row['p99_s']:.2f} s")
+
+        unique = texts[:burst] if len(texts) >= burst else pool(burst)
+        stack.processor.cache = ProbabilityCache(settings.cache_entries)
+        plain = await offer.run(unique, None, "unique")
+        stack.processor.cache = ProbabilityCache(settings.cache_entries)
+        copied = await offer.run(copies_of(unique[: burst // 2], rng), None, "copies")
+        report["cache"] = {"duplicate_share": 0.5, "unique_tweets_per_s": plain["throughput"],
+                           "copies_tweets_per_s": copied["throughput"],
+                           "speedup": round(copied["throughput"] / plain["throughput"], 3)}
+        log(f"  copies: {plain['throughput']:.2f} tweets/s all different, {copied['throughput']:.2f} with half "
+            f"copies: {report['cache']['speedup']:.2f}×")
     finally:
+        await results.stop()
         await producer.stop()
         await stack.stop()
-    return results
+    return report
 
 
-async def _offer(stack: Stack, producer, topic: str, texts: list[str], tag: str, n: int, rate: float | None,
-                 poll_s: float) -> dict:
-    prefix = f"bench-{uuid.uuid4().hex[:6]}-{tag}-"
-    produced: dict[str, float] = {}
-    seen: dict[str, float] = {}
-    done = asyncio.Event()
+def run_replay_bench(settings: Settings, classifier, texts: list[str], n: int, workdir, log) -> dict:
+    """``replay_tweets_per_s``: ``n`` archived tweets from a JSONL file through ``stancestream replay``'s code
+    (cache off: the bench's texts repeat), into the embedded store of ``settings`` (a process opens only one)."""
+    from services.replay.runner import ReplayPlan, run_replay
+    from services.wiring import open_migrated_store
 
-    async def poll() -> None:
-        while len(seen) < n:
-            ids = await asyncio.to_thread(classified_ids_with_prefix, stack.store, prefix)
-            now = time.time()
-            for tweet_id in ids:
-                seen.setdefault(tweet_id, now)
-            await asyncio.sleep(poll_s)
-        done.set()
-
-    poller = asyncio.create_task(poll())
-    pacer = RatePacer(rate)
-    for i in range(n):
-        await pacer.wait(i)
-        tweet_id = f"{prefix}{i}"
-        value = json.dumps({"id": tweet_id, "text": texts[i % len(texts)], "created_at": "2026-11-22T00:00:00Z"})
-        produced[tweet_id] = time.time()
-        await producer.send(topic, value.encode(), key=tweet_id.encode())
-    await producer.flush()
-    await asyncio.wait_for(done.wait(), timeout=60 + n / 2)
-    await poller
-    latencies = np.array([seen[k] - produced[k] for k in produced])
-    span = max(seen.values()) - min(produced.values())
-    return {"n": n, "throughput": round(n / span, 3), "p50_s": round(float(np.percentile(latencies, 50)), 3),
-            "p95_s": round(float(np.percentile(latencies, 95)), 3),
-            "p99_s": round(float(np.percentile(latencies, 99)), 3), "max_s": round(float(latencies.max()), 3)}
+    workdir.mkdir(parents=True, exist_ok=True)
+    archive = workdir / "archive.jsonl"
+    with open(archive, "w", encoding="utf-8") as handle:
+        for i in range(n):
+            handle.write(json.dumps({"id": f"replay-{i}", "text": texts[i % len(texts)],
+                                     "created_at": "2026-11-22T00:00:00Z"}) + "\n")
+    store = open_migrated_store(settings, prefer_gateway=False)
+    plan = ReplayPlan.new(classifier.adapter_version, "", [str(archive)], None, None, [])
+    started = time.perf_counter()
+    progress = run_replay(store, classifier, plan, batch_size=settings.max_batch_size, progress=False)
+    seconds = time.perf_counter() - started
+    log(f"  replay of {progress.done} archived tweets: {progress.done / seconds:.2f} tweets/s")
+    return {"n": progress.done, "seconds": round(seconds, 2), "tweets_per_s": round(progress.done / seconds, 3)}

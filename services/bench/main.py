@@ -1,6 +1,6 @@
 """``stancestream bench``: classifier throughput per precision and batch size, the paper's method as baseline,
-the roofline, and end-to-end latency at fixed offered rates. Writes DIR/bench.json, DIR/e2e.png and the
-"Latest bench" section of docs/benchmarks.md."""
+the roofline, the replay rate, and end-to-end capacity, latency and the copies speedup. Writes DIR/bench.json,
+DIR/e2e.png and the "Latest bench" section of docs/benchmarks.md."""
 
 from __future__ import annotations
 
@@ -44,12 +44,12 @@ def machine() -> dict:
 
 
 def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str], batch_sizes: list[int],
-        rates: list[str], per_rate: int, baseline_n: int, slow_n: int, skip_baseline: bool, skip_e2e: bool,
+        window_s: float, replay_n: int, baseline_n: int, slow_n: int, skip_baseline: bool, skip_e2e: bool,
         update_doc: bool) -> dict:
     import torch
 
     from services.bench.baseline import BaselineUnavailable, run_baseline
-    from services.bench.e2e import run_e2e
+    from services.bench.e2e import run_e2e, run_replay_bench
     from services.bench.roofline import flops_per_tweet, matmul_peak
     from services.bench.throughput import measure, measure_micro_batches, precision_table
 
@@ -87,6 +87,12 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     report["roofline_fraction"] = round(achieved / peak["gflops"], 3)
     log(f"  {dtype_name} matmul peak {peak['gflops']:.0f} GFLOP/s; {per_tweet / 1e9:.2f} GFLOP per tweet → "
         f"{achieved:.0f} GFLOP/s achieved = {report['roofline_fraction']:.0%} of peak")
+
+    log("(e) replay")
+    e2e_settings = settings.model_copy(update={"data_dir": out / "e2e-var", "kafka_bootstrap": None,
+                                               "clickhouse_url": None, "trainer_embedded": False})
+    report["replay"] = run_replay_bench(e2e_settings, served, texts, replay_n, out / "replay", log) if replay_n else {}
+    report["replay_tweets_per_s"] = report["replay"].get("tweets_per_s")
     del served
 
     log("(a) precisions × batch sizes")
@@ -113,12 +119,16 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
 
     log("(d) end to end")
     if skip_e2e:
-        report["e2e"] = []
+        report["e2e"] = {}
     else:
-        e2e_settings = settings.model_copy(update={"data_dir": out / "e2e-var", "kafka_bootstrap": None,
-                                                   "clickhouse_url": None, "trainer_embedded": False})
-        report["e2e"] = asyncio.run(run_e2e(e2e_settings, texts, rates, per_rate, log))
-        _plot_e2e(report["e2e"], out / "e2e.png")
+        all_texts, _ = read_tweets(data, 100_000)
+        e2e = asyncio.run(run_e2e(e2e_settings, all_texts, report["tweets_per_s"], log, window_s))
+        report["e2e"] = e2e
+        report["e2e_capacity_tweets_per_s"] = e2e["capacity_tweets_per_s"]
+        report["e2e_capacity_fraction"] = round(e2e["capacity_tweets_per_s"] / report["tweets_per_s"], 3)
+        report["e2e_latency"] = e2e["latency"]
+        report["cache"] = {k: e2e["cache"][k] for k in ("duplicate_share", "speedup")}
+        _plot_e2e(e2e["windows"], out / "e2e.png")
 
     (out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
     if update_doc:
@@ -127,26 +137,33 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     return report
 
 
-def _plot_e2e(rows: list[dict], path: Path) -> None:
+def _plot_e2e(windows: list[dict], path: Path) -> None:
+    """Latency percentiles and delivered rate against the offered rate, one point per steady window."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [str(r["offered"]) for r in rows]
+    rows = sorted(windows, key=lambda w: w["offered"])
+    offered = [r["offered"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for key in ("p50_s", "p95_s", "p99_s"):
-        left.plot(labels, [r[key] for r in rows], marker="o", label=key.removesuffix("_s"))
+        left.plot(offered, [r[key] for r in rows], marker="o", label=key.removesuffix("_s"))
     left.set_xlabel("offered rate (tweets/s)")
     left.set_ylabel("produce → queryable latency (s)")
     left.set_yscale("log")
     left.legend()
     left.grid(alpha=0.3)
-    right.bar(labels, [r["throughput"] for r in rows], color="#4477aa")
+    right.plot(offered, [r["second_half_rate"] for r in rows], marker="o", label="delivered (second half)")
+    right.plot(offered, offered, linestyle="--", color="grey", label="offered")
+    for r in rows:
+        if not r["sustained"]:
+            right.annotate("not sustained", (r["offered"], r["second_half_rate"]), fontsize=8)
     right.set_xlabel("offered rate (tweets/s)")
-    right.set_ylabel("sustained throughput (tweets/s)")
-    right.grid(alpha=0.3, axis="y")
-    fig.suptitle("End to end: Kafka → worker → ClickHouse")
+    right.set_ylabel("tweets/s")
+    right.legend()
+    right.grid(alpha=0.3)
+    fig.suptitle("End to end: Kafka → worker → ClickHouse, steady windows")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -175,10 +192,21 @@ def render_markdown(report: dict) -> str:
               "| precision | batch | tweets/s | tokens/s | n |", "|---|---|---|---|---|"]
     lines += [f"| {p['precision']} | {p['batch_size']} | {p['tweets_per_s']:.2f} | {p['tokens_per_s']:.0f} | {p['n']} |"
               for p in report["precisions"]]
-    if report["e2e"]:
-        lines += ["", "| offered (tweets/s) | sustained | p50 (s) | p95 (s) | p99 (s) | n |", "|---|---|---|---|---|---|"]
-        lines += [f"| {e['offered']} | {e['throughput']:.2f} | {e['p50_s']:.2f} | {e['p95_s']:.2f} | {e['p99_s']:.2f} "
-                  f"| {e['n']} |" for e in report["e2e"]]
+    if report.get("replay"):
+        lines += ["", f"- **Replay:** {report['replay']['n']} archived tweets at **{report['replay_tweets_per_s']:.2f} "
+                      "tweets/s**."]
+    e = report["e2e"]
+    if e:
+        lines += [f"- **End to end:** backlog {e['backlog']['throughput']:.2f} tweets/s; capacity (sustained "
+                  f"{e['window_s']:.0f} s) **{report['e2e_capacity_tweets_per_s']:.2f} tweets/s = "
+                  f"{report['e2e_capacity_fraction']:.0%} of the classifier alone**; identical tweets: "
+                  f"{e['cache']['unique_tweets_per_s']:.2f} → {e['cache']['copies_tweets_per_s']:.2f} tweets/s with "
+                  f"half copies (**{report['cache']['speedup']:.2f}×**).", "",
+                  "| offered (tweets/s) | sustained | delivered, 2nd half | p50 (s) | p95 (s) | p99 (s) | n |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {w['offered']:.2f} | {'yes' if w['sustained'] else 'no'} | {w['second_half_rate']:.2f} | "
+                  f"{w['p50_s']:.2f} | {w['p95_s']:.2f} | {w['p99_s']:.2f} | {w['n']} |"
+                  for w in sorted(e["windows"], key=lambda w: w["offered"])]
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ def run(args, settings) -> int:
     from services.cli.render import print_table
     from services.replay.runner import ReplayPlan, resolve_adapter, run_replay
     from services.wiring import open_migrated_store, open_registry
+    from shared.classifier.cache import ProbabilityCache
     from shared.classifier.model import StanceClassifier
     from shared.store.queries.replays import replay_runs
 
@@ -60,7 +61,8 @@ def run(args, settings) -> int:
         plan = ReplayPlan.new(version, str(path), args.from_file, args.since, args.until, args.lang)
     classifier = StanceClassifier.load(settings, adapter=Path(plan.adapter_path))
     print(f"replay {plan.run_id}: adapter {plan.adapter_version}, source {plan.source}", file=sys.stderr)
-    result = run_replay(store, classifier, plan, batch_size=settings.batch_size, rate=args.rate)
+    result = run_replay(store, classifier, plan, batch_size=settings.max_batch_size, rate=args.rate,
+                        cache=ProbabilityCache(settings.cache_entries))
     print(f"{plan.run_id}: {result.done}/{result.total} tweets classified with {plan.adapter_version}; compare "
           f"versions with docs/queries.md Q3 (--param run={plan.run_id})")
     return 0

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from shared.classifier.cache import ProbabilityCache
 from shared.errors import StancestreamError
 from shared.streaming.feed import read_feed
 from shared.classifier.langid import detect_languages
@@ -86,9 +88,10 @@ class ReplayProgress:
     done: int
 
 
-def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 32, rate: float | None = None,
-               progress: bool = True) -> ReplayProgress:
-    """Classify the plan's tweets (skipping those this run already stored); record progress as it goes."""
+def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 128, rate: float | None = None,
+               progress: bool = True, cache: ProbabilityCache | None = None) -> ReplayProgress:
+    """Classify the plan's tweets (skipping those this run already stored); record progress as it goes. A batch
+    is written (and the progress recorded) in a second thread while the next one is classified."""
     from tqdm.auto import tqdm
 
     invalid: list[str] = []
@@ -98,25 +101,44 @@ def run_replay(store: Store, classifier, plan: ReplayPlan, *, batch_size: int = 
     total = len(tweets)
     todo = [t for t in tweets if t.id not in already]
     done = total - len(todo)
-    processor, sink = TweetBatchProcessor(classifier, replay_run=plan.run_id), ClickHouseSink(store)
+    processor = TweetBatchProcessor(classifier, replay_run=plan.run_id, cache=cache)
+    sink = ClickHouseSink(store)
     _record(store, plan, total, done, "running", f"{len(invalid)} invalid archive line(s) skipped" if invalid else "")
     pacer = RatePacer(rate)
-    with tqdm(total=total, initial=done, desc=f"replay {plan.run_id}", unit="tweet", disable=not progress) as bar:
+
+    def write(result, written: int) -> int:
+        sink.write(result.tweets, result.classifications, result.dead_letters)
+        _record(store, plan, total, written, "running", "")
+        return written
+
+    with tqdm(total=total, initial=done, desc=f"replay {plan.run_id}", unit="tweet", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-write") as writer:
+        pending: Future | None = None
+
+        def settle() -> None:  # wait for the write in flight; only then does it count as done
+            nonlocal done, pending
+            if pending is not None:
+                written, pending = pending.result(), None
+                bar.update(written - done)
+                done = written
+
         try:
             for at in range(0, len(todo), batch_size):
                 chunk = todo[at: at + batch_size]
                 pacer.wait_blocking(at)
-                messages = [InboundMessage(t.model_dump_json().encode(), "replay", 0, at + i, origin=f"replay:{plan.run_id}:{t.id}")
-                            for i, t in enumerate(chunk)]
+                messages = [InboundMessage(t.model_dump_json().encode(), "replay", 0, at + i,
+                                           origin=f"replay:{plan.run_id}:{t.id}") for i, t in enumerate(chunk)]
                 result = processor.classify(messages)
-                sink.write(result.tweets, result.classifications, result.dead_letters)
-                done += len(chunk)
-                bar.update(len(chunk))
-                _record(store, plan, total, done, "running", "")
+                settle()
+                pending = writer.submit(write, result, done + len(chunk))
+            settle()
         except KeyboardInterrupt:
+            settle()
             _record(store, plan, total, done, "interrupted", f"resume with: stancestream replay --resume {plan.run_id}")
             raise
         except Exception as exc:
+            if pending is not None and pending.exception() is None:  # what was classified before it is stored
+                settle()
             _record(store, plan, total, done, "failed", str(exc))
             raise
     _record(store, plan, total, done, "done", f"{len(invalid)} invalid archive line(s) skipped" if invalid else "")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from services.wiring import announcer, open_migrated_store, open_registry
 from shared.classifier.model import StanceClassifier
+from shared.classifier.cache import ProbabilityCache
 from shared.errors import StancestreamError
 from shared.messages import utcnow
 from shared.settings import BrokerStorage, Settings
@@ -56,6 +57,7 @@ class Stack:
     watcher: AdapterWatcher | None = None
     trainer_task: asyncio.Task | None = None
     telemetry: Telemetry | None = None
+    processor: TweetBatchProcessor | None = None
     _offsets: CommittedOffsets | None = None
     _app: object = None
 
@@ -92,7 +94,9 @@ class Stack:
         status("starting the worker")
         self.telemetry = Telemetry().serve(settings)
         self.telemetry.serving(self.classifier.adapter_version)
-        self._app, self.stats = build_worker(settings, TweetBatchProcessor(self.classifier, limits=InputLimits.of(settings)),
+        self.processor = TweetBatchProcessor(self.classifier, limits=InputLimits.of(settings),
+                                             cache=ProbabilityCache(settings.cache_entries))
+        self._app, self.stats = build_worker(settings, self.processor,
                                              ClickHouseSink(self.store), ClickHouseLabelSink(self.store), model_thread,
                                              self.telemetry, retry_forever=self.retry_store_forever,
                                              broker_epoch=self.broker.epoch if self.broker else "")

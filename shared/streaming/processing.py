@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Protocol, Sequence
 
+from shared.classifier.cache import ProbabilityCache
 from shared.classifier.langid import UNKNOWN, DetectedLanguage, detect_languages
 from shared.errors import StancestreamError
 from shared.messages import (CATEGORIES, ORIGIN_HEADER, Classification, DeadLetter, Label, Probabilities, Tweet,
@@ -81,6 +82,7 @@ class BatchResult:
     classifications: list[Classification] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     conflicting_ids: int = 0  # dead letters among them: an id already stored with another text
+    copies: int = 0  # tweets whose probabilities came from an identical text already classified
 
 
 class Classifier(Protocol):
@@ -131,10 +133,12 @@ class TweetBatchProcessor:
     before any model time is spent; the same id with the same text is a redelivery and is processed normally.
     """
 
-    def __init__(self, classifier: Classifier, replay_run: str = "", limits: InputLimits = DEFAULT_LIMITS):
+    def __init__(self, classifier: Classifier, replay_run: str = "", limits: InputLimits = DEFAULT_LIMITS,
+                 cache: ProbabilityCache | None = None):
         self.classifier = classifier
         self.replay_run = replay_run  # set by replays: their rows are tagged with the run id
         self.limits = limits
+        self.cache = cache  # identical texts classified once (see ``shared.classifier.cache``)
 
     def classify(self, messages: Sequence[InboundMessage], stored_texts: StoredTexts | None = None) -> BatchResult:
         """``parse``, look the ids up with ``stored_texts`` (if given), then ``classify_parsed``."""
@@ -198,8 +202,14 @@ class TweetBatchProcessor:
         """One model call for the batch. If it raises, each tweet is tried alone: one that still fails is a
         poison message (dead-lettered) — unless the model fails on a plain text too, which is the model's fault,
         not the messages': then it raises, and the worker stops with the batch uncommitted."""
+        texts = [tweet.text for tweet, _ in accepted]
         try:
-            return accepted, self.classifier.predict_proba([tweet.text for tweet, _ in accepted])
+            if self.cache is None:
+                return accepted, self.classifier.predict_proba(texts)
+            hits = self.cache.hits
+            probabilities = self.cache.predict(self.classifier, texts)
+            result.copies += self.cache.hits - hits
+            return accepted, probabilities
         except Exception as batch_error:
             kept, probabilities, failed = [], [], []
             for tweet, message in accepted:

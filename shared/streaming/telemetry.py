@@ -27,9 +27,14 @@ class Telemetry:
         self.conflicting_ids = Counter("stancestream_conflicting_ids",
                                        "Tweets dead-lettered because their id was already taken by another text",
                                        registry=r)
+        self.cache_hits = Counter("stancestream_cache_hits",
+                                  "Tweets classified by reusing the probabilities of an identical text (retweets, "
+                                  "copies); the hit rate is its rate over stancestream_tweets_total's", registry=r)
+        self.batch_size = Histogram("stancestream_batch_size", "Tweets per model call (takes merged under backlog)",
+                                    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512), registry=r)
         self.labels = Counter("stancestream_labels", "Human labels stored", registry=r)
         self.batch_seconds = Histogram("stancestream_batch_seconds",
-                                       "Classify + ClickHouse write + produce time of one micro-batch",
+                                       "From the start of a micro-batch's classification to its write and produce",
                                        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32), registry=r)
         self.tweet_latency = Histogram("stancestream_tweet_latency_seconds",
                                        "From a tweet's arrival in Kafka to its row being written",

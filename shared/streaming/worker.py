@@ -1,16 +1,20 @@
 """The Faust edge of the worker: consume ``tweets.raw`` (and ``tweets.labels``) in micro-batches, process,
-write, produce, then ack.
+write, produce, then ack — as a pipeline, so that the model never waits for I/O.
 
 Delivery is at-least-once and an offset is committed only after its batch is durable in ClickHouse:
 
-1. ``noack_take`` hands over a batch of events *without* acking them (plain ``take()`` acks in a ``finally``,
+1. ``noack_take`` hands over takes of events *without* acking them (plain ``take()`` acks in a ``finally``,
    even when the loop body raised, so a failed insert would still be committed by Faust's commit timer).
-2. The batch is classified in an executor thread, written to ClickHouse (retried with backoff), and the
-   results and dead letters are produced and their delivery awaited.
-3. Only then are the events acked; Faust commits acked offsets on its timer.
+2. Takes queue up while the model is busy and are merged into one batch (up to ``max_batch_size``): a backlog
+   makes large, well-bucketed batches; a light load, small and prompt ones.
+3. A batch is classified in the model thread while the batches before it (at most ``in_flight_batches``) are
+   written to ClickHouse (retried with backoff) and their results and dead letters produced and delivered.
+4. Batches are written strictly in order, and a batch's events are acked only after its own write and
+   delivery; Faust commits acked offsets on its timer.
 
 If ClickHouse stays down past the retries, or too many messages are invalid, the worker stops with an error
-and commits nothing of the batch: a restart re-reads it, and ReplacingMergeTree absorbs the repeat.
+and commits nothing of that batch or any after it: a restart re-reads them, and ReplacingMergeTree absorbs the
+repeat.
 """
 
 from __future__ import annotations
@@ -19,17 +23,19 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Awaitable, Callable
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from shared.settings import Settings
 from shared.streaming.faults import fault_point
 from shared.streaming.processing import (
-    ClassificationSink, InboundMessage, InvalidRatioGuard, LabelBatchProcessor, LabelSink, TweetBatchProcessor,
-    origin_of,
+    BatchResult, ClassificationSink, InboundMessage, InvalidRatioGuard, LabelBatchProcessor, LabelSink, TweetBatchProcessor,
+    origin_of, text_digest,
 )
 from shared.streaming.telemetry import Telemetry
 from shared.streaming.topics import Topics, physical
@@ -47,6 +53,7 @@ class WorkerStats:
     adapter_switches: int = 0
     adapter_failures: int = 0
     conflicting_ids: int = 0  # dead-lettered: their id was already taken by another text
+    copies: int = 0  # classified by reusing an identical text's probabilities
     store_error: str | None = None  # the last failed ClickHouse write, until one succeeds
     failure: BaseException | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,7 +61,7 @@ class WorkerStats:
 
 def faust_app(settings: Settings) -> faust.App:
     """A Faust app configured for what works on both Tansu and Kafka (see ENVIRONMENT.md)."""
-    return faust.App(
+    app = faust.App(
         settings.worker_group,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
@@ -70,6 +77,76 @@ def faust_app(settings: Settings) -> faust.App:
         stream_wait_empty=False,
         datadir=str(settings.data_dir / "faust"),  # Faust's local state; by default it lands in the cwd
     )
+    app.transport.Consumer = _prompt_fetch_consumer(settings.fetch_max_wait_ms)
+    return app
+
+
+def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
+    """Faust's consumer with another fetch wait. Faust fixes aiokafka's ``fetch_max_wait_ms`` at 1500, and Tansu
+    answers a fetch only when that wait is over, not when data arrives: a 0.6 s median delay on every tweet at
+    light load (docs/benchmarks.md). A short wait costs a few idle fetches per second."""
+
+    class PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport):
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts its fetcher
+            return consumer
+
+    class PromptFetchConsumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self):
+            return PromptFetchThread(self, loop=self.loop, beacon=self.beacon)
+
+    return PromptFetchConsumer
+
+
+class _Backlog:
+    """Takes waiting for the model, at most ``limit`` events; ``next_batch`` merges them in arrival order."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._takes: deque[list] = deque()
+        self._size = 0
+        self._changed = asyncio.Condition()
+
+    async def put(self, take: list) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._size < self.limit)
+            self._takes.append(take)
+            self._size += len(take)
+            self._changed.notify_all()
+
+    async def next_batch(self, most: int) -> list:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._takes))
+            batch: list = []
+            while self._takes and (not batch or len(batch) + len(self._takes[0]) <= most):
+                take = self._takes.popleft()
+                batch += take
+                self._size -= len(take)
+            self._changed.notify_all()
+            return batch
+
+
+class _UnwrittenTexts:
+    """The duplicate-id check's view of batches classified but not yet written: id -> digest of their text."""
+
+    def __init__(self) -> None:
+        self._digest: dict[str, str] = {}
+        self._batches: Counter[str] = Counter()
+
+    def add(self, tweets) -> None:
+        for tweet in tweets:
+            self._digest.setdefault(tweet.id, text_digest(tweet.text))
+            self._batches[tweet.id] += 1
+
+    def written(self, tweets) -> None:
+        for tweet in tweets:
+            self._batches[tweet.id] -= 1
+            if self._batches[tweet.id] <= 0:
+                del self._batches[tweet.id], self._digest[tweet.id]
+
+    def lookup(self, ids: list[str]) -> dict[str, str]:
+        return {i: self._digest[i] for i in ids if i in self._digest}
 
 
 def build_worker(
@@ -125,58 +202,100 @@ def build_worker(
     def ephemeral_origin(message) -> str:
         return f"kafka@{broker_epoch}:{message.topic}:{message.partition}:{message.offset}" if broker_epoch else ""
 
-    async def durable_batches(stream, handle) -> None:
-        """Hand each micro-batch to ``handle``; ack its events only once ``handle`` returned."""
+    def inbound(events) -> list[InboundMessage]:
+        return [InboundMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
+                               e.message.timestamp and int(e.message.timestamp * 1000),
+                               origin_of(e.message.headers) or ephemeral_origin(e.message))
+                for e in events]
+
+    async def durable_batches(stream, prepare: Callable[[list[InboundMessage]], Awaitable[object]],
+                              commit: Callable[[list[InboundMessage], object], Awaitable[None]]) -> None:
+        """Take micro-batches; ``prepare`` them one at a time, ``commit`` (write and publish) them one at a time in
+        the same order, concurrently with the next ``prepare``; ack a batch's events only once its ``commit``
+        returned. A failure parks the pipeline: that batch and every later one stay unacked."""
         # ``noack()`` first: ``noack_take`` restores the stream's own ack setting when its generator is closed
         # (on shutdown, or if the loop body raised), after which Faust acks every message still flowing
         # through the stream, processed or not. On a no-ack stream there is nothing to restore.
         batches = stream.noack()
-        async for events in batches.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
-            messages = [
-                InboundMessage(e.message.value, e.message.topic, e.message.partition, e.message.offset,
-                               e.message.timestamp and int(e.message.timestamp * 1000),
-                               origin_of(e.message.headers) or ephemeral_origin(e.message))
-                for e in events
-            ]
-            try:
-                await handle(messages)
-            except Exception as exc:
-                # Neither raise nor continue: Faust would restart the agent on the *next* batch and, with no
-                # commit yet, commit past this one. Park with the batch unacked until the owner sees
-                # ``stats.failure`` and stops the app; a restart re-reads the batch.
-                log.error("worker stopping, batch left uncommitted: %s", exc)
-                stats.failure = exc
-                stats.stopped.set()
-                await asyncio.Event().wait()
-            fault_point("before_ack")
-            for event in events:  # durable and published: now the offsets may be committed
-                await batches.ack(event)
+        backlog = _Backlog(settings.max_batch_size)
+        prepared: asyncio.Queue = asyncio.Queue(maxsize=settings.in_flight_batches)
+
+        async def stop_here(exc: BaseException) -> None:
+            # Neither raise nor continue: Faust would restart the agent on the *next* batch and, with no commit
+            # yet, commit past this one. Park with the batch unacked until the owner sees ``stats.failure`` and
+            # stops the app; a restart re-reads the batch.
+            log.error("worker stopping, batch left uncommitted: %s", exc)
+            stats.failure = exc
+            stats.stopped.set()
+            await asyncio.Event().wait()
+
+        async def preparing() -> None:
+            while True:
+                events = await backlog.next_batch(settings.max_batch_size)
+                try:
+                    messages = inbound(events)
+                    ready = (events, messages, await prepare(messages))
+                except Exception as exc:
+                    await stop_here(exc)
+                await prepared.put(ready)
+
+        async def committing() -> None:
+            while True:
+                events, messages, result = await prepared.get()
+                try:
+                    await commit(messages, result)
+                    fault_point("before_ack")
+                    for event in events:  # durable and published: now the offsets may be committed
+                        await batches.ack(event)
+                except Exception as exc:
+                    await stop_here(exc)
+
+        stages = [asyncio.create_task(preparing(), name="prepare"), asyncio.create_task(committing(), name="commit")]
+        try:
+            async for events in batches.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
+                await backlog.put(events)
+        finally:
+            for stage in stages:
+                stage.cancel()
+            await asyncio.gather(*stages, return_exceptions=True)
+
+    unwritten = _UnwrittenTexts()
 
     async def stored_texts(ids: list[str]) -> dict[str, str]:
-        """The duplicate-id check's lookup of the texts already stored under ``ids``; retried like a write."""
-        found: dict[str, str] = {}
+        """The duplicate-id check's lookup of the texts already stored (or on their way) under ``ids``; retried
+        like a write."""
+        found: dict[str, str] = unwritten.lookup(ids)
         lookup = getattr(sink, "stored_text_digests", None)
         if ids and lookup is not None:
             await write_durably(lambda: found.update(lookup(ids)))
         return found
 
-    async def classify_batch(messages: list[InboundMessage]) -> None:
+    async def classify(messages: list[InboundMessage]) -> tuple[BatchResult, float]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         parsed = await loop.run_in_executor(model_thread, processor.parse, messages)
         result = await loop.run_in_executor(model_thread, processor.classify_parsed, parsed,
                                             await stored_texts(parsed.ids))
         guard.check(result)
+        unwritten.add(result.tweets)
+        return result, started
+
+    async def store_classified(messages: list[InboundMessage], prepared: tuple[BatchResult, float]) -> None:
+        result, started = prepared
         fault_point("before_insert")
         await write_durably(lambda: sink.write(result.tweets, result.classifications, result.dead_letters))
+        unwritten.written(result.tweets)
         fault_point("after_insert")
         await publish(result.classifications, result.dead_letters)
         stats.batches += 1
         stats.tweets += len(result.classifications)
         stats.dead_letters += len(result.dead_letters)
         stats.conflicting_ids += result.conflicting_ids
+        stats.copies += result.copies
         telemetry.conflicting_ids.inc(result.conflicting_ids)
+        telemetry.cache_hits.inc(result.copies)
         telemetry.batches.inc()
+        telemetry.batch_size.observe(len(messages))
         telemetry.batch_seconds.observe(time.perf_counter() - started)
         telemetry.tweets.inc(len(result.classifications))
         telemetry.dead_letters.labels(Topics.raw.value).inc(len(result.dead_letters))
@@ -185,8 +304,10 @@ def build_worker(
             if message.timestamp_ms:
                 telemetry.tweet_latency.observe(max(0.0, written - message.timestamp_ms / 1000))
 
-    async def ingest_labels(messages: list[InboundMessage]) -> None:
-        batch = label_processor.process(messages)
+    async def check_labels(messages: list[InboundMessage]):
+        return label_processor.process(messages)
+
+    async def store_labels(messages: list[InboundMessage], batch) -> None:
         await write_durably(lambda: label_sink.write(batch.labels, batch.dead_letters))
         await publish([], batch.dead_letters)
         stats.labels += len(batch.labels)
@@ -195,11 +316,11 @@ def build_worker(
         telemetry.dead_letters.labels(Topics.labels.value).inc(len(batch.dead_letters))
 
     @app.agent(raw, name="classify")
-    async def classify(stream):
-        await durable_batches(stream, classify_batch)
+    async def classify_agent(stream):
+        await durable_batches(stream, classify, store_classified)
 
     @app.agent(labels, name="labels")
     async def label_agent(stream):
-        await durable_batches(stream, ingest_labels)
+        await durable_batches(stream, check_labels, store_labels)
 
     return app, stats

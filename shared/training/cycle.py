@@ -13,10 +13,10 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from shared.classifier.adapters import BASE_VERSION, read_adapter_metadata
 from shared.classifier.model import StanceClassifier
@@ -94,20 +94,20 @@ def next_run_at(settings: Settings, after: datetime) -> datetime:
     return after + timedelta(seconds=settings.trainer_interval_s)
 
 
+@dataclass(eq=False)
 class Trainer:
     """Runs cycles against one store and registry; ``announce`` tells running workers about a promotion."""
 
-    def __init__(self, settings: Settings, store: Store, registry: AdapterRegistry,
-                 announce: Callable[[AdapterEvent], None], *, recipe: TrainConfig | None = None,
-                 progress: bool = False, telemetry=None):
-        self.settings = settings
-        self.store = store
-        self.registry = registry
-        self.announce = announce
-        self.recipe = recipe
-        self.progress = progress
-        self.telemetry = telemetry
-        self.cancelled = threading.Event()  # set on shutdown: a running training stops at its next step
+    settings: Settings
+    store: Store
+    registry: AdapterRegistry
+    announce: Callable[[AdapterEvent], None]
+    _: KW_ONLY
+    recipe: TrainConfig | None = None
+    progress: bool = False
+    telemetry: Any = None
+    # set on shutdown: a running training stops at its next step
+    cancelled: threading.Event = field(default_factory=threading.Event, init=False)
 
     def new_labels(self) -> int:
         """Labels that arrived since the last cycle that trained (all labels if none did)."""

@@ -22,15 +22,23 @@ def test_bench_writes_every_required_number(tmp_path, tiny_model_dir):
         writer.writerows(rows)
     out = tmp_path / "bench"
     result = run_cli("bench", "--out", str(out), "--data", str(data), "--n", "16", "--precisions", "fp32",
-                     "--batch-sizes", "4,8", "--skip-baseline", "--rates", "20,max", "--per-rate", "12", "--no-doc",
-                     env=cli_env(tmp_path, tiny_model_dir), timeout=300)
+                     "--batch-sizes", "4,8", "--skip-baseline", "--window-s", "4", "--replay-n", "40", "--no-doc",
+                     env=cli_env(tmp_path, tiny_model_dir), timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "bench.json").read_text())
     assert report["tweets_per_s"] > 0 and 0 < report["roofline_fraction"] < 1.5
     assert {"cpu", "cores"} <= report["machine"].keys() and "torch" in report["versions"]
     assert [(p["precision"], p["batch_size"]) for p in report["precisions"]] == [("fp32", 4), ("fp32", 8)]
-    assert [e["offered"] for e in report["e2e"]] == ["20", "max"]
-    for e in report["e2e"]:
-        assert e["n"] == 12 and e["throughput"] > 0 and 0 < e["p50_s"] <= e["p95_s"] <= e["p99_s"]
+    assert report["replay"]["n"] == 40 and report["replay_tweets_per_s"] > 0
+    e2e = report["e2e"]
+    assert e2e["backlog"]["throughput"] > 0 and report["e2e_capacity_tweets_per_s"] > 0
+    assert report["e2e_capacity_fraction"] == pytest.approx(
+        report["e2e_capacity_tweets_per_s"] / report["tweets_per_s"], abs=1e-3)
+    assert any(w["sustained"] and w["offered"] == pytest.approx(report["e2e_capacity_tweets_per_s"], abs=1e-3)
+               for w in e2e["windows"])
+    assert set(report["e2e_latency"]) == {"0.25", "0.5", "0.75"}
+    for latency in report["e2e_latency"].values():
+        assert 0 < latency["p50_s"] <= latency["p95_s"] <= latency["p99_s"]
+    assert report["cache"]["duplicate_share"] == 0.5 and report["cache"]["speedup"] > 0
     assert report["baseline"] == {"skipped": True}
     assert (out / "e2e.png").stat().st_size > 10_000

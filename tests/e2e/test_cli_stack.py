@@ -6,13 +6,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from commands import REPO, cli_env, run_cli
+from commands import REPO, cli_env, run_cli, spawn_cli, stop
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]
 
@@ -62,9 +61,7 @@ def test_run_exit_when_done_then_sql_after_stop(tmp_path, tiny_model_dir):
 def test_sql_adapters_and_labels_while_running_then_ctrl_c_stops_cleanly(tmp_path, tiny_model_dir, tiny_adapter):
     env = cli_env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
     feed = _feed(tmp_path / "feed.jsonl", 20, malformed=1)
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "20"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with spawn_cli("run", "--feed", str(feed), "--rate", "20", env=env) as proc:
         deadline = time.monotonic() + 180
         _await_counts(env, (20, 1), proc, deadline)  # through the running stack's gateway
         bad = run_cli("sql", "SELECT * FROM no_such_table", env=env)
@@ -83,11 +80,7 @@ def test_sql_adapters_and_labels_while_running_then_ctrl_c_stops_cleanly(tmp_pat
         assert json.loads(stats.stdout) | {"by_language": None} == {
             "total": 2, "new_since_active": 2, "active_version": "v1", "by_language": None}
         assert json.loads(stats.stdout)["by_language"] == {"de": {"anti-immigration": 1}, "en": {"neutral": 1}}
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out = stop(proc, signal.SIGINT, timeout=60)
     assert proc.returncode == 0, out
     assert "final summary" in out
     assert not (Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json").exists()
@@ -113,8 +106,7 @@ def test_demo_feed_with_the_real_model(tmp_path):
 def test_run_reads_a_feed_from_stdin(tmp_path, tiny_model_dir):
     env = cli_env(tmp_path, tiny_model_dir)
     feed = _feed(tmp_path / "feed.jsonl", 12, malformed=1).read_text()
-    result = subprocess.run([sys.executable, "-m", "services.cli", "run", "--feed", "-", "--exit-when-done"],
-                            cwd=REPO, env=env, input=feed, capture_output=True, text=True, timeout=180)
+    result = run_cli("run", "--feed", "-", "--exit-when-done", env=env, input=feed, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _count(env) == (12, 1)
 
@@ -130,9 +122,7 @@ def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, 
     missing = run_cli("worker", env={k: v for k, v in env.items() if k != "KAFKA_BOOTSTRAP"})
     assert missing.returncode == 2 and "KAFKA_BOOTSTRAP is not set" in missing.stderr
 
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    with spawn_cli("worker", env=env) as proc:
         gateway = Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json"
         deadline = time.monotonic() + 120
         while not gateway.exists() and time.monotonic() < deadline:
@@ -141,21 +131,15 @@ def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, 
         feed = _feed(tmp_path / "feed.jsonl", 10, malformed=1)
         asyncio.run(produce_feed(broker.bootstrap, "wproc.tweets.raw", read_feed(str(feed)), FeedReport()))
         _await_counts(env, (10, 1), proc, deadline)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out = stop(proc, signal.SIGTERM, timeout=60)
     assert proc.returncode == 0, out
 
 
 def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_model_dir, tiny_adapter):
     env = cli_env(tmp_path, tiny_model_dir) | {"STANCESTREAM_ADAPTER": str(tiny_adapter)}
     feed = _feed(tmp_path / "feed.jsonl", 60, malformed=2)
-    proc = subprocess.Popen([sys.executable, "-m", "services.cli", "run", "--feed", str(feed), "--rate", "3"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     snapshots = []
-    try:
+    with spawn_cli("run", "--feed", str(feed), "--rate", "3", env=env) as proc:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             time.sleep(1)
@@ -171,11 +155,7 @@ def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_mo
             if len(snapshots) >= 2 and snapshots[-1]["tweets_in_window"] > snapshots[0]["tweets_in_window"]:
                 break
         table = run_cli("monitor", "--once", env=env)
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc, signal.SIGINT, timeout=60)
     assert snapshots, "monitor never showed a classified tweet"
     last = snapshots[-1]
     assert last["tweets_in_window"] > snapshots[0]["tweets_in_window"] > 0  # it moves while the feed runs

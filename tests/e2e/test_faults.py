@@ -8,33 +8,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from commands import cli_env, run_cli, spawn_cli, stop
 from reliability_log import record
 from shared.streaming.faults import POINTS
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]
 
-REPO = Path(__file__).resolve().parents[2]
 POSTED = ["2026-11-01T08:15:00Z", "2026-11-01T09:40:00Z", "2026-11-02T17:05:00Z"]  # three hourly buckets
 
 
 def _env(tmp_path: Path, tiny_model_dir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STANCESTREAM_", "KAFKA_", "CLICKHOUSE_"))}
-    env |= {"STANCESTREAM_DATA_DIR": str(tmp_path / "var"), "STANCESTREAM_BASE_MODEL": str(tiny_model_dir),
-            "STANCESTREAM_ADAPTER": "none", "STANCESTREAM_CACHE_DIR": str(tmp_path / "cache"),
-            "STANCESTREAM_DEVICE": "cpu", "STANCESTREAM_DTYPE": "fp32", "STANCESTREAM_BATCH_MAX_WAIT_S": "0.2",
-            "STANCESTREAM_BATCH_SIZE": "16", "STANCESTREAM_METRICS_PORT": "off",
-            "STANCESTREAM_TRAINER_EMBEDDED": "false"}
-    return env | extra
+    return cli_env(tmp_path, tiny_model_dir) | {"STANCESTREAM_BATCH_SIZE": "16", "STANCESTREAM_METRICS_PORT": "off",
+                                                "STANCESTREAM_TRAINER_EMBEDDED": "false"} | extra
 
 
 def _write_feed(path: Path, n_valid: int, n_invalid: int) -> Path:
@@ -46,26 +39,31 @@ def _write_feed(path: Path, n_valid: int, n_invalid: int) -> Path:
     return path
 
 
-def _cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def _counts(env: dict[str, str]) -> dict[str, int]:
     """What every table and the rollup say, read through the running stack's gateway or the store itself."""
-    result = _cli(env, "sql", "--format", "json",
-                  "SELECT (SELECT count() FROM classifications FINAL) AS classified,"
-                  " (SELECT count() FROM classifications) AS rows_written,"
-                  " (SELECT sum(tweets) FROM classifications_hourly) AS rollup,"
-                  " (SELECT count() FROM tweets FINAL) AS tweets,"
-                  " (SELECT count() FROM dead_letters FINAL) AS dead_letters")
+    result = run_cli("sql", "--format", "json",
+                     "SELECT (SELECT count() FROM classifications FINAL) AS classified,"
+                     " (SELECT count() FROM classifications) AS rows_written,"
+                     " (SELECT sum(tweets) FROM classifications_hourly) AS rollup,"
+                     " (SELECT count() FROM tweets FINAL) AS tweets,"
+                     " (SELECT count() FROM dead_letters FINAL) AS dead_letters", env=env)
     assert result.returncode == 0, result.stderr
     return {k: int(v or 0) for k, v in json.loads(result.stdout)[0].items()}
 
 
-def _spawn(env: dict[str, str], *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+def _run_to_the_end(env: dict[str, str], feed: Path, timeout: float) -> None:
+    """`run --feed FEED --exit-when-done` again, as a user resumes an interrupted feed: it must finish cleanly."""
+    resumed = run_cli("run", "--feed", str(feed), "--exit-when-done", env=env, timeout=timeout)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+
+
+def _record_exactly_once(env: dict[str, str], fault: str, how: str, valid: int, invalid: int, happened: str) -> None:
+    """Record what the store says now (read by itself, the stack stopped) for the reliability table, then check the
+    promise: every valid line classified, rolled up and stored exactly once, every invalid one dead-lettered once."""
+    counts = _counts(env)
+    record(fault, how, valid + invalid, valid, invalid, counts, happened)
+    assert counts | {"rows_written": 0} == {"classified": valid, "rollup": valid, "tweets": valid,
+                                            "dead_letters": invalid, "rows_written": 0}
 
 
 def _await(env: dict[str, str], proc: subprocess.Popen, done, timeout: float = 180) -> dict[str, int]:
@@ -100,15 +98,10 @@ def _children(pid: int) -> list[int]:
 def _kill_9_run_once(env: dict[str, str], args: list[str], classified: int) -> list[int]:
     """Start `run ARGS`, kill -9 it once ``classified`` tweets are stored; return its child processes, after
     checking they died with it (no orphaned broker)."""
-    proc = _spawn(env, "run", *args)
-    try:
+    with spawn_cli("run", *args, env=env) as proc:
         _await(env, proc, lambda c: c["classified"] >= classified)
         helpers = _children(proc.pid)
-        proc.kill()
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        stop(proc, signal.SIGKILL, timeout=30)
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in helpers) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -142,27 +135,20 @@ def test_kill_9_of_the_worker_at_every_point_loses_and_double_counts_nothing(tmp
     assert report.sent == 1020
 
     for point in POINTS:  # the 3rd time through the point, so some batches were already committed
-        proc = _spawn(env | {"STANCESTREAM_FAULT_KILL": f"{point}:3"}, "worker")
-        out, _ = proc.communicate(timeout=180)
+        with spawn_cli("worker", env=env | {"STANCESTREAM_FAULT_KILL": f"{point}:3"}) as proc:
+            out, _ = proc.communicate(timeout=180)
         assert proc.returncode == -signal.SIGKILL, f"{point}: worker was not killed there:\n{out}"
 
-    proc = _spawn(env, "worker")
-    try:
-        counts = _await(env, proc, lambda c: c["classified"] >= 1000 and c["dead_letters"] >= 20)
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    counts = _counts(env)  # after the stop, from the store itself
+    with spawn_cli("worker", env=env) as proc:
+        _await(env, proc, lambda c: c["classified"] >= 1000 and c["dead_letters"] >= 20)
+        stop(proc, signal.SIGTERM, timeout=60)
     # Background merges hide replaced rows in the table; the output topic keeps every redelivered result.
     published = len(asyncio.run(read_topic(settings, Topics.classified, 10**6, timeout=8)))
-    record("worker killed -9 at each of " + ", ".join(POINTS),
-           "STANCESTREAM_FAULT_KILL=<point>:3, four restarts of `stancestream worker`", 1020, 1000, 20, counts,
-           f"each restart re-read the uncommitted batches: {published} results published for 1000 tweets")
+    _record_exactly_once(env, "worker killed -9 at each of " + ", ".join(POINTS),
+                         "STANCESTREAM_FAULT_KILL=<point>:3, four restarts of `stancestream worker`", 1000, 20,
+                         f"each restart re-read the uncommitted batches: {published} results published for 1000 "
+                         "tweets")
     assert published > 1000, "no batch was redelivered: the kills did not exercise anything"
-    assert counts | {"rows_written": 0} == {"classified": 1000, "rollup": 1000, "tweets": 1000, "dead_letters": 20,
-                                            "rows_written": 0}
 
 
 def test_run_survives_kill_9_and_a_second_run_of_the_same_feed_completes_it_exactly_once(tmp_path, tiny_model_dir):
@@ -173,15 +159,11 @@ def test_run_survives_kill_9_and_a_second_run_of_the_same_feed_completes_it_exac
     partial = _counts(env)
     assert 50 <= partial["classified"] < 600
 
-    resumed = _cli(env, "run", "--feed", str(feed), "--exit-when-done", timeout=300)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    counts = _counts(env)
-    record("`run` killed -9 mid-feed, then the same `run --feed` again", "kill -9 of the run process after >= 50 "
-           "classified; its broker died with it", 612, 600, 12, counts,
-           f"broker gone with run (no orphan); {partial['classified']} were stored before the kill, the second "
-           "run skipped them and fed the rest")
-    assert counts | {"rows_written": 0} == {"classified": 600, "rollup": 600, "tweets": 600,
-                                            "dead_letters": 12, "rows_written": 0}
+    _run_to_the_end(env, feed, timeout=300)
+    _record_exactly_once(env, "`run` killed -9 mid-feed, then the same `run --feed` again",
+                         "kill -9 of the run process after >= 50 classified; its broker died with it", 600, 12,
+                         f"broker gone with run (no orphan); {partial['classified']} were stored before the kill, "
+                         "the second run skipped them and fed the rest")
 
 
 def test_ctrl_c_drains_what_was_fed_and_a_second_ctrl_c_says_what_is_left(tmp_path, tiny_model_dir):
@@ -189,14 +171,9 @@ def test_ctrl_c_drains_what_was_fed_and_a_second_ctrl_c_says_what_is_left(tmp_pa
     feed = _write_feed(tmp_path / "feed.jsonl", 1500, 0)
 
     # One Ctrl-C: feeding stops, everything fed is processed, exit 0.
-    proc = _spawn(env, "run", "--feed", str(feed), "--rate", "100")
-    try:
+    with spawn_cli("run", "--feed", str(feed), "--rate", "100", env=env) as proc:
         _await(env, proc, lambda c: c["classified"] >= 20)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out = stop(proc, signal.SIGINT, timeout=240)
     assert proc.returncode == 0, out
     fed = int(out.rsplit("final summary — fed ", 1)[1].split()[0])
     counts = _counts(env)
@@ -206,28 +183,18 @@ def test_ctrl_c_drains_what_was_fed_and_a_second_ctrl_c_says_what_is_left(tmp_pa
     assert "resume with: stancestream run --feed" in out
 
     # Two Ctrl-C: exit at once, saying how many fed tweets were left unprocessed and how to resume.
-    proc = _spawn(env, "run", "--feed", str(feed))
-    try:
+    with spawn_cli("run", "--feed", str(feed), env=env) as proc:
         _await(env, proc, lambda c: c["classified"] >= fed + 20)
-        proc.send_signal(signal.SIGINT)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        out = stop(proc, signal.SIGINT, signal.SIGINT, timeout=60)  # the second 0.5 s after the first
     assert proc.returncode == 130, out
     assert "not processed" in out and "resume with: stancestream run --feed" in out
 
     left = out.split("interrupted", 1)[1].split("not processed", 1)[0]
-    resumed = _cli(env, "run", "--feed", str(feed), "--exit-when-done", timeout=600)
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    counts = _counts(env)
-    record("Ctrl-C twice, then `run --feed` the same file", "SIGINT, SIGINT 0.5 s later, then a third run", 1500,
-           1500, 0, counts, f"exit 130 at once, reporting{left.rstrip(' (')} not processed; the third run "
-           "resumed and completed the file")
-    assert counts | {"rows_written": 0} == {"classified": 1500, "rollup": 1500, "tweets": 1500,
-                                            "dead_letters": 0, "rows_written": 0}
+    _run_to_the_end(env, feed, timeout=600)
+    _record_exactly_once(env, "Ctrl-C twice, then `run --feed` the same file",
+                         "SIGINT, SIGINT 0.5 s later, then a third run", 1500, 0,
+                         f"exit 130 at once, reporting{left.rstrip(' (')} not processed; the third run resumed "
+                         "and completed the file")
 
 
 @pytest.mark.parametrize("command", ["worker", "run"])
@@ -241,8 +208,7 @@ def test_a_store_outage_longer_than_the_retries(tmp_path, tiny_model_dir, broker
                 "STANCESTREAM_WORKER_GROUP": f"o{tag}", "STANCESTREAM_PARTITIONS": "2"}
     feed = _write_feed(tmp_path / "feed.jsonl", 200, 4)
     args = ["run", "--feed", str(feed), "--rate", "40", "--exit-when-done"] if command == "run" else ["worker"]
-    proc = _spawn(env, *args)
-    try:
+    with spawn_cli(*args, env=env) as proc:
         if command == "worker":
             from shared.streaming.feed import FeedReport, produce_feed, read_feed
 
@@ -250,36 +216,30 @@ def test_a_store_outage_longer_than_the_retries(tmp_path, tiny_model_dir, broker
             records = list(read_feed(str(feed)))
             asyncio.run(produce_feed(broker.bootstrap, f"o{tag}.tweets.raw", iter(records[:50]), FeedReport()))
         _await(env, proc, lambda c: c["classified"] >= 10)
-        away = _cli(env, "sql", "--write", "RENAME TABLE classifications TO classifications_away")
+        away = run_cli("sql", "--write", "RENAME TABLE classifications TO classifications_away", env=env)
         assert away.returncode == 0, away.stderr
         if command == "worker":
             asyncio.run(produce_feed(broker.bootstrap, f"o{tag}.tweets.raw", iter(records[50:]), FeedReport()))
             out, _ = proc.communicate(timeout=120)  # 1 retry: it gives up within seconds
             assert proc.returncode == 1, out
-            back = _cli(env, "sql", "--write", "RENAME TABLE classifications_away TO classifications")
-            assert back.returncode == 0, back.stderr
-            proc = _spawn(env, "worker")
-            _await(env, proc, lambda c: c["classified"] >= 200 and c["dead_letters"] >= 4)
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=60)
         else:
             time.sleep(8)  # several retries' worth: `run` must still be there
             assert proc.poll() is None, proc.stdout.read()
-            back = _cli(env, "sql", "--write", "RENAME TABLE classifications_away TO classifications")
-            assert back.returncode == 0, back.stderr
+        back = run_cli("sql", "--write", "RENAME TABLE classifications_away TO classifications", env=env)
+        assert back.returncode == 0, back.stderr
+        if command == "run":
             out, _ = proc.communicate(timeout=240)
             assert proc.returncode == 0, out
             assert "ClickHouse write failing" in out
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    counts = _counts(env)
-    record(f"ClickHouse outage longer than the retries, under `{command}`",
-           "classifications renamed away via `sql --write`, renamed back later; STANCESTREAM_SINK_RETRIES=1", 204,
-           200, 4, counts, "worker stopped uncommitted (exit 1); the restart finished" if command == "worker"
-           else "run kept retrying and showed the error, then finished by itself")
-    assert counts | {"rows_written": 0} == {"classified": 200, "rollup": 200, "tweets": 200,
-                                            "dead_letters": 4, "rows_written": 0}
+    if command == "worker":  # a restart finishes what the stopped one left uncommitted
+        with spawn_cli("worker", env=env) as proc:
+            _await(env, proc, lambda c: c["classified"] >= 200 and c["dead_letters"] >= 4)
+            stop(proc, signal.SIGTERM, timeout=60)
+    _record_exactly_once(env, f"ClickHouse outage longer than the retries, under `{command}`",
+                         "classifications renamed away via `sql --write`, renamed back later; "
+                         "STANCESTREAM_SINK_RETRIES=1", 200, 4,
+                         "worker stopped uncommitted (exit 1); the restart finished" if command == "worker"
+                         else "run kept retrying and showed the error, then finished by itself")
 
 
 def test_durable_broker_storage_survives_kill_9_of_the_whole_stack(tmp_path, tiny_model_dir):
@@ -292,19 +252,12 @@ def test_durable_broker_storage_survives_kill_9_of_the_whole_stack(tmp_path, tin
     partial = _counts(env)
     assert partial["classified"] < 600, "the feed was done before the kill: nothing left to prove"
 
-    proc = _spawn(env, "run")  # no feed: only what the durable broker kept
-    try:
-        counts = _await(env, proc, lambda c: c["classified"] >= 600 and c["dead_letters"] >= 12)
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with spawn_cli("run", env=env) as proc:  # no feed: only what the durable broker kept
+        _await(env, proc, lambda c: c["classified"] >= 600 and c["dead_letters"] >= 12)
+        out = stop(proc, signal.SIGINT, timeout=120)
     assert proc.returncode == 0, out
-    counts = _counts(env)
-    record("kill -9 of `run` with durable broker storage", "STANCESTREAM_BROKER_STORAGE=durable; kill -9 of run "
-           "after >= 20 classified; then `run` without a feed", 612, 600, 12, counts,
-           f"broker and object store died with run; {partial['classified']} were stored before the kill, the "
-           "rest came back from the broker's disk")
-    assert counts | {"rows_written": 0} == {"classified": 600, "rollup": 600, "tweets": 600,
-                                            "dead_letters": 12, "rows_written": 0}
+    _record_exactly_once(env, "kill -9 of `run` with durable broker storage",
+                         "STANCESTREAM_BROKER_STORAGE=durable; kill -9 of run after >= 20 classified; then `run` "
+                         "without a feed", 600, 12,
+                         f"broker and object store died with run; {partial['classified']} were stored before the "
+                         "kill, the rest came back from the broker's disk")

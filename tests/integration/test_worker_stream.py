@@ -51,6 +51,23 @@ def test_stream_classifies_writes_and_dead_letters(broker, clean_store, store_di
     assert sorted(p.encode() for p, _ in stored) == sorted(invalid)
 
 
+async def _run_until_the_worker_stops(stack: Stack, settings, records, clean_store):
+    """Feed ``records`` to a started ``stack`` whose store write will fail; once the worker stopped, and longer than
+    the commit interval (a wrongly acked batch would commit), read the committed offsets; stop the stack and put
+    the ``classifications`` table back (the caller, or a fault, renamed it away)."""
+    try:
+        try:
+            report = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings), iter(records),
+                                        FeedReport())
+            await asyncio.wait_for(stack.stats.stopped.wait(), timeout=60)
+            await asyncio.sleep(2.5)
+            return report, await stack.committed(list(report.end_offsets))
+        finally:
+            await stack.stop()
+    finally:
+        clean_store.command("RENAME TABLE classifications_away TO classifications")
+
+
 def test_failed_insert_is_not_committed_and_is_redelivered(broker, clean_store, store_dir, tiny_classifier):
     """A ClickHouse write that fails (a real error: the table is gone) must leave the batch uncommitted."""
     settings = stream_settings(broker, store_dir, sink_retries=1)
@@ -58,17 +75,7 @@ def test_failed_insert_is_not_committed_and_is_redelivered(broker, clean_store, 
     async def scenario():
         stack = await Stack(settings, classifier=tiny_classifier).start()  # migrate would re-create the table
         clean_store.command("RENAME TABLE classifications TO classifications_away")
-        try:
-            try:
-                report = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings),
-                                            iter(tweets(20, "f")), FeedReport())
-                await asyncio.wait_for(stack.stats.stopped.wait(), timeout=60)
-                await asyncio.sleep(2.5)  # longer than the commit interval: a wrongly acked batch would commit
-                committed = await stack.committed(list(report.end_offsets))
-            finally:
-                await stack.stop()
-        finally:
-            clean_store.command("RENAME TABLE classifications_away TO classifications")
+        report, committed = await _run_until_the_worker_stops(stack, settings, tweets(20, "f"), clean_store)
         assert stack.stats.failure is not None and "classifications" in str(stack.stats.failure)
         assert stack.stats.batches == 0
         assert all(offset == 0 for offset in committed.values()), committed
@@ -81,3 +88,67 @@ def test_failed_insert_is_not_committed_and_is_redelivered(broker, clean_store, 
 
     asyncio.run(scenario())
     assert clean_store.query("SELECT count(), uniqExact(tweet_id) FROM classifications FINAL").rows[0] == (20, 20)
+
+
+def test_a_failed_write_leaves_its_batch_and_every_later_one_unacked(broker, clean_store, store_dir, tiny_classifier,
+                                                                      monkeypatch):
+    """Pipelined: later batches are classified while a batch is written, yet when batch 2's write fails (for real:
+    its table was renamed away after batch 1's write), exactly batch 1 is committed — nothing of batch 2 or after."""
+    from shared.store.sinks import ClickHouseSink
+
+    settings = stream_settings(broker, store_dir, sink_retries=1, batch_size=4, max_batch_size=4, partitions=1,
+                               in_flight_batches=2)
+    written: list[list[str]] = []
+    real_write = ClickHouseSink.write
+
+    def first_write_then_lose_the_table(self, tweets, classifications, dead_letters):
+        real_write(self, tweets, classifications, dead_letters)
+        written.append([t.id for t in tweets])
+        if len(written) == 1:
+            clean_store.command("RENAME TABLE classifications TO classifications_away")
+
+    monkeypatch.setattr(ClickHouseSink, "write", first_write_then_lose_the_table)
+
+    async def scenario():
+        stack = await Stack(settings, classifier=tiny_classifier).start()
+        _, committed = await _run_until_the_worker_stops(stack, settings, tweets(24, "p"), clean_store)
+        return stack, committed
+
+    stack, committed = asyncio.run(scenario())
+    assert "classifications" in str(stack.stats.failure)
+    assert stack.stats.batches == 1 and len(written) == 1
+    assert committed == {0: len(written[0])}, (committed, written)  # one partition: offsets 0.. are batch 1
+
+
+def test_copies_reuse_probabilities_get_their_own_rows_and_are_counted(broker, clean_store, store_dir,
+                                                                       tiny_classifier):
+    settings = stream_settings(broker, store_dir)
+    originals = [FeedRecord(f"o{i}".encode(), json.dumps(
+        {"id": f"o{i}", "text": f"Refugee story number {i} https://t.co/a{i}",
+         "created_at": "2026-11-01T10:00:00Z"}).encode()) for i in range(12)]
+    copies = [FeedRecord(f"c{i}".encode(), json.dumps(
+        {"id": f"c{i}", "text": f"RT @someone{i}: Refugee story  number {i} https://t.co/other{i}",
+         "created_at": "2026-11-01T10:00:00Z"}).encode()) for i in range(12)]
+
+    async def scenario():
+        stack = await Stack(settings, classifier=tiny_classifier).start()
+        try:
+            first = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings), iter(originals),
+                                       FeedReport())
+            await wait_committed(stack, first)
+            second = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings), iter(copies),
+                                        FeedReport())
+            await wait_committed(stack, second)
+            exported = stack.telemetry.registry.get_sample_value("stancestream_cache_hits_total")
+        finally:
+            await stack.stop()
+        return stack.stats, exported
+
+    stats, exported = asyncio.run(scenario())
+    assert stats.copies == 12 and exported == 12
+    rows = dict((tweet_id, probs) for tweet_id, *probs in clean_store.query(
+        "SELECT tweet_id, p_pro, p_anti, p_neutral, p_unrelated FROM classifications FINAL").rows)
+    assert len(rows) == 24
+    for i in range(12):
+        assert rows[f"c{i}"] == rows[f"o{i}"]
+    assert clean_store.query("SELECT count() FROM tweets FINAL WHERE startsWith(id, 'c')").scalar() == 12

@@ -1,0 +1,56 @@
+"""The worker's pipeline parts: takes merged in arrival order under backlog, bounded; in-flight texts tracked."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shared.messages import Tweet
+from shared.streaming.worker import _Backlog, _UnwrittenTexts
+
+
+def test_backlog_merges_queued_takes_in_order_up_to_the_most():
+    async def scenario():
+        backlog = _Backlog(limit=100)
+        for take in ([1, 2], [3], [4, 5, 6], [7, 8]):
+            await backlog.put(take)
+        return await backlog.next_batch(most=6), await backlog.next_batch(most=6)
+
+    assert asyncio.run(scenario()) == ([1, 2, 3, 4, 5, 6], [7, 8])
+
+
+def test_backlog_hands_over_a_lone_take_at_once_and_never_splits_one():
+    async def scenario():
+        backlog = _Backlog(limit=100)
+        await backlog.put(list(range(10)))
+        return await asyncio.wait_for(backlog.next_batch(most=4), timeout=1)
+
+    assert asyncio.run(scenario()) == list(range(10))
+
+
+def test_backlog_put_waits_while_the_model_is_behind():
+    async def scenario():
+        backlog = _Backlog(limit=4)
+        await backlog.put([1, 2, 3, 4])
+        blocked = asyncio.create_task(backlog.put([5]))
+        await asyncio.sleep(0.05)
+        assert not blocked.done()
+        assert await backlog.next_batch(most=10) == [1, 2, 3, 4]
+        await asyncio.wait_for(blocked, timeout=1)
+        return await backlog.next_batch(most=10)
+
+    assert asyncio.run(scenario()) == [5]
+
+
+def test_unwritten_texts_answer_until_the_last_batch_holding_an_id_is_written():
+    def tweet(i, text):
+        return Tweet.model_validate({"id": i, "text": text, "created_at": "2026-11-01T00:00:00Z"})
+
+    unwritten = _UnwrittenTexts()
+    first, second = [tweet("a", "x"), tweet("b", "y")], [tweet("a", "x")]
+    unwritten.add(first)
+    unwritten.add(second)
+    assert set(unwritten.lookup(["a", "b", "c"])) == {"a", "b"}
+    unwritten.written(first)
+    assert set(unwritten.lookup(["a", "b"])) == {"a"}
+    unwritten.written(second)
+    assert unwritten.lookup(["a"]) == {}
