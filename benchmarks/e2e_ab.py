@@ -1,13 +1,14 @@
-"""A/B of the embedded stack end to end between two checkouts of this repository, measured the same way.
+"""A/B of the embedded stack end to end between checkouts of this repository or settings, measured the same way.
 
-    .venv/bin/python benchmarks/e2e_ab.py --checkout /path/to/old --checkout . --rounds 2 --out out/e2e_ab.json
+    .venv/bin/python benchmarks/e2e_ab.py --side old=/path/to/old --side new=. \
+        --side new-1-thread=.:STANCESTREAM_TORCH_THREADS=1 --rounds 2 --out out/e2e_ab.json
 
-Each round runs every checkout once, alternating, each in its own process (a process opens one embedded
-ClickHouse): an embedded stack with that checkout's code and default settings (served classifier, shipped
-adapter), then (1) a backlog: ``--burst`` tweets offered at once, tweets/s from first produce to last row;
+A side is ``LABEL=CHECKOUT`` with optional ``:NAME=VALUE,...`` environment settings. Each round runs every side
+once, alternating, each in its own process (a process opens one embedded ClickHouse): an embedded stack with that
+checkout's code and its default settings (served classifier, shipped adapter) plus the side's, then (1) a backlog: ``--burst`` tweets offered at once, tweets/s from first produce to last row;
 (2) a light load: ``--light-rate`` tweets/s for ``--light-s`` seconds, produce → queryable latency. Rows are
 detected by polling ClickHouse every 0.1 s (the query exists in both versions), so both sides pay the same.
-Prints medians per checkout and the ratios new/old (the last checkout over the first).
+Prints medians per side and the ratios of every side to the first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import asyncio
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -86,37 +88,46 @@ def one_side(checkout: Path, burst: int, light_rate: float, light_s: float) -> d
     return asyncio.run(main())
 
 
+def _side(spec: str) -> tuple[str, Path, dict[str, str]]:
+    label, _, rest = spec.partition("=")
+    checkout, _, env = rest.partition(":")
+    if not label or not checkout:
+        raise argparse.ArgumentTypeError(f"a side is LABEL=CHECKOUT[:NAME=VALUE,...], got {spec!r}")
+    return label, Path(checkout).resolve(), dict(item.split("=", 1) for item in env.split(",") if item)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkout", action="append", required=True, type=Path)
+    parser.add_argument("--side", action="append", required=True, type=_side, metavar="LABEL=CHECKOUT[:ENV]")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--light-rate", type=float, default=2.0)
     parser.add_argument("--light-s", type=float, default=30.0)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        sys.path.insert(0, str(args.checkout[0].resolve()))
-        print(json.dumps(one_side(args.checkout[0], args.burst, args.light_rate, args.light_s)))
+        sys.path.insert(0, str(args.child))
+        print(json.dumps(one_side(args.child, args.burst, args.light_rate, args.light_s)))
         return
-    runs: dict[str, list[dict]] = {str(c): [] for c in args.checkout}
+    runs: dict[str, list[dict]] = {label: [] for label, _, _ in args.side}
     for round_ in range(args.rounds):
-        for checkout in args.checkout:
+        for label, checkout, env in args.side:
             child = subprocess.run(
-                [sys.executable, __file__, "--child", "--checkout", str(checkout), "--burst", str(args.burst),
+                [sys.executable, __file__, "--side", "x=.", "--child", str(checkout), "--burst", str(args.burst),
                  "--light-rate", str(args.light_rate), "--light-s", str(args.light_s)],
-                cwd=checkout, capture_output=True, text=True, check=True)
+                cwd=checkout, env=os.environ | env, capture_output=True, text=True, check=True)
             row = json.loads(child.stdout.strip().splitlines()[-1])
-            runs[str(checkout)].append(row)
-            print(f"round {round_ + 1} {checkout}: {row}", flush=True)
-    medians = {c: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for c, rows in runs.items()}
-    first, last = medians[str(args.checkout[0])], medians[str(args.checkout[-1])]
-    ratios = {k: round(last[k] / first[k], 3) for k in first}
-    print(json.dumps({"medians": medians, "ratios_last_over_first": ratios}, indent=1))
+            runs[label].append(row)
+            print(f"round {round_ + 1} {label}: {row}", flush=True)
+    medians = {label: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for label, rows in runs.items()}
+    first = medians[args.side[0][0]]
+    ratios = {label: {k: round(m[k] / first[k], 3) for k in first} for label, m in medians.items()}
+    print(json.dumps({"medians": medians, "ratios_to_first": ratios}, indent=1))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"runs": runs, "medians": medians, "ratios_last_over_first": ratios,
+        args.out.write_text(json.dumps({"sides": [[label, str(c), env] for label, c, env in args.side],
+                                        "runs": runs, "medians": medians, "ratios_to_first": ratios,
                                         "burst": args.burst, "light_rate": args.light_rate,
                                         "light_s": args.light_s}, indent=1) + "\n")
 

@@ -162,6 +162,9 @@ class Settings(BaseSettings):
 
     # --- web ------------------------------------------------------------------------------------------------
     gateway_host: str = Field("127.0.0.1", description="the embedded store's query gateway binds here")
+    query_timeout_s: float = Field(
+        10, gt=0, description="longest an ad-hoc read (`stancestream sql`, the gateway) may run: the embedded store "
+                              "runs one query at a time, so a long one holds the worker's writes back")
 
     @field_validator("adapter", mode="before")
     @classmethod

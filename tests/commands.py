@@ -31,12 +31,12 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 120, input: str | 
 
 
 @contextmanager
-def spawn_cli(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+def spawn_cli(*args: str, env: dict[str, str], stdin=None) -> Iterator[subprocess.Popen]:
     """`stancestream ARGS` running in the background for the block, its stdout and stderr together in
-    ``proc.stdout``; however the block ends (a failed assertion, a timeout), it is killed if still running and
-    reaped."""
+    ``proc.stdout`` (``stdin=subprocess.PIPE``: a pipe the test writes to); however the block ends (a failed
+    assertion, a timeout), it is killed if still running and reaped."""
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:

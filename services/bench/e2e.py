@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import time
 import uuid
 
@@ -38,6 +39,7 @@ from shared.streaming.pacing import RatePacer
 from shared.streaming.topics import Topics, physical
 
 FRACTIONS = ("0.25", "0.5", "0.75")
+_LINK = re.compile(r"https?://\S+")
 BACKOFF, TRIES = 0.9, 5
 
 
@@ -130,10 +132,16 @@ def _steadiness(rate: float, start: float, end: float, lag: list[tuple[float, in
 
 
 def copies_of(texts: list[str], rng: random.Random) -> list[str]:
-    """``texts`` and as many copies of them (a retweet prefix, or another shortened link), shuffled so that a copy
-    may come before or after its original."""
-    copies = [f"RT @user{i}: {t}" if i % 2 else f"{t} https://t.co/{uuid.uuid4().hex[:10]}"
-              for i, t in enumerate(texts)]
+    """``texts`` and a copy of each as campaigns and retweets make them — a ``RT @user:`` prefix, or other
+    shortened links (other spacing where there is none) — shuffled so that a copy may come before its original."""
+    copies = []
+    for i, text in enumerate(texts):
+        if i % 2:
+            copies.append(f"RT @user{i}: {text}")
+        elif _LINK.search(text):
+            copies.append(_LINK.sub(lambda _: f"https://t.co/{uuid.uuid4().hex[:10]}", text))
+        else:
+            copies.append(" ".join(text.split()) + "\n")
     mixed = texts + copies
     rng.shuffle(mixed)
     return mixed

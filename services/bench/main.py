@@ -121,8 +121,7 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     if skip_e2e:
         report["e2e"] = {}
     else:
-        all_texts, _ = read_tweets(data, 100_000)
-        e2e = asyncio.run(run_e2e(e2e_settings, all_texts, report["tweets_per_s"], log, window_s))
+        e2e = asyncio.run(run_e2e(e2e_settings, texts, report["tweets_per_s"], log, window_s))  # the same tweets
         report["e2e"] = e2e
         report["e2e_capacity_tweets_per_s"] = e2e["capacity_tweets_per_s"]
         report["e2e_capacity_fraction"] = round(e2e["capacity_tweets_per_s"] / report["tweets_per_s"], 3)

@@ -11,8 +11,10 @@ from shared.store.base import QueryResult, StoreError
 class ClickHouseStore:
     """A clickhouse-connect client; calls are serialised because a chDB session is not thread-safe."""
 
-    def __init__(self, client: Any, description: str, dsn: str | None = None, lock: threading.Lock | None = None):
+    def __init__(self, client: Any, description: str, dsn: str | None = None, lock: threading.Lock | None = None,
+                 adhoc_timeout_s: float = 10):
         self._client = client
+        self._adhoc_timeout_s = adhoc_timeout_s
         self._lock = lock or threading.Lock()
         self._dsn = dsn
         self._reader: ClickHouseStore | None = None
@@ -21,8 +23,8 @@ class ClickHouseStore:
     def read_only(self) -> "ClickHouseStore":
         """A second session on the same ClickHouse opened with ``readonly=1`` (ClickHouse then refuses writes,
         DDL, SET and file/url table functions itself), for ad-hoc SQL (``shared.store.sqlpolicy``). It shares
-        this store's lock: one chDB engine, one call at a time; max_execution_time bounds how long a query can
-        hold the worker's writes back."""
+        this store's lock: one chDB engine, one call at a time; ``max_execution_time`` (the store's ad-hoc
+        timeout, ``STANCESTREAM_QUERY_TIMEOUT_S``) bounds how long a query can hold the worker's writes back."""
         with self._lock:
             if self._reader is None:
                 import clickhouse_connect
@@ -31,7 +33,7 @@ class ClickHouseStore:
                     raise StoreError("this store cannot open a read-only session")
                 # readonly last: it forbids later SETs. A server user that is read-only already (the compose
                 # analyst) may not change either setting: its own profile then does the job.
-                for settings in ({"max_execution_time": 60, "readonly": 1}, {"readonly": 1}, {}):
+                for settings in ({"max_execution_time": self._adhoc_timeout_s, "readonly": 1}, {"readonly": 1}, {}):
                     try:
                         client = clickhouse_connect.get_client(dsn=self._dsn, settings=settings)
                         break

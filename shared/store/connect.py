@@ -32,7 +32,8 @@ def open_store(settings: Settings, *, prefer_gateway: bool = True) -> Store:
             client = clickhouse_connect.get_client(dsn=url)
         except Exception as exc:
             raise StoreError(f"cannot connect to ClickHouse at {_redact(url)}: {exc}") from exc
-        return ClickHouseStore(client, f"ClickHouse server {_redact(url)}", dsn=url)
+        return ClickHouseStore(client, f"ClickHouse server {_redact(url)}", dsn=url,
+                               adhoc_timeout_s=settings.query_timeout_s)
 
     chdb_dir = settings.chdb_dir.resolve()
     if chdb_dir in _OWNED_CHDB:  # chDB allows one session per process: share it
@@ -50,7 +51,8 @@ def open_store(settings: Settings, *, prefer_gateway: bool = True) -> Store:
             f"cannot open the embedded ClickHouse in {chdb_dir}: {str(exc).strip()}"
             + (f" (it is held by process {holder}, which serves no gateway)" if holder else "")
         ) from exc
-    store = ClickHouseStore(client, f"embedded chDB in {chdb_dir}", dsn=f"chdb://{chdb_dir}")
+    store = ClickHouseStore(client, f"embedded chDB in {chdb_dir}", dsn=f"chdb://{chdb_dir}",
+                            adhoc_timeout_s=settings.query_timeout_s)
     _OWNED_CHDB[chdb_dir] = store
     (settings.data_dir / "owner.pid").write_text(str(os.getpid()))
     return store

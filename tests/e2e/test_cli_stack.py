@@ -111,6 +111,20 @@ def test_run_reads_a_feed_from_stdin(tmp_path, tiny_model_dir):
     assert _count(env) == (12, 1)
 
 
+def test_ctrl_c_while_a_producer_keeps_stdin_open_exits_cleanly(tmp_path, tiny_model_dir):
+    """`run --feed -` fed by a producer that never closes the pipe: Ctrl-C drains what was read and exits 0 — the
+    reader blocked on the open pipe must not hang or crash the interpreter at exit."""
+    env = cli_env(tmp_path, tiny_model_dir)
+    feed = _feed(tmp_path / "feed.jsonl", 12, malformed=1).read_text()
+    with spawn_cli("run", "--feed", "-", env=env, stdin=subprocess.PIPE) as proc:
+        proc.stdin.write(feed)
+        proc.stdin.flush()  # and left open, like a live producer
+        _await_counts(env, (12, 1), proc, time.monotonic() + 120)
+        out = stop(proc, signal.SIGINT, timeout=60)
+    assert proc.returncode == 0, out
+    assert "Fatal Python error" not in out and "final summary" in out
+
+
 def test_worker_process_against_a_broker_then_sigterm(tmp_path, tiny_model_dir, broker):
     """The production entry point: `stancestream worker` with KAFKA_BOOTSTRAP set, stopped by SIGTERM."""
     import asyncio

@@ -479,3 +479,18 @@ def _now():
     from shared.messages import utcnow
 
     return utcnow()
+
+
+def test_a_long_adhoc_read_is_stopped_at_the_query_timeout(store):
+    """The embedded engine runs one query at a time: an ad-hoc read may hold the worker's writes back only for
+    STANCESTREAM_QUERY_TIMEOUT_S (1 s here), then ClickHouse stops it and says so."""
+    import time
+
+    from shared.store.clickhouse import ClickHouseStore
+
+    impatient = ClickHouseStore(store._client, "test store", dsn=store._dsn, lock=store._lock, adhoc_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="(?i)timeout"):
+        run_adhoc(impatient, "SELECT count() FROM numbers(100000000000) WHERE sipHash64(number) % 7 = 3")
+    assert time.monotonic() - started < 8
+    assert run_adhoc(impatient, "SELECT 1").scalar() == 1  # the session is still usable

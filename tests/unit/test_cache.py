@@ -63,3 +63,14 @@ def test_the_processor_counts_copies_and_writes_a_row_per_tweet():
     assert [c.tweet_id for c in result.classifications] == ["t0", "t1", "t2"]
     assert result.copies == 1 and len(scorer.calls) == 1
     assert result.classifications[0].probabilities == result.classifications[1].probabilities
+
+
+def test_the_bench_copies_are_copies_by_the_cache_s_rule():
+    import random
+
+    from services.bench.e2e import copies_of
+
+    texts = ["Refugees welcome https://t.co/abc and https://t.co/def", "Close the border now", "  spaced   text "]
+    mixed = copies_of(texts, random.Random(1))
+    assert len(mixed) == 6 and len(set(mixed)) == 6  # every copy differs from its original as text
+    assert sorted(copy_key(t) for t in mixed) == sorted(copy_key(t) for t in texts * 2)
