@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import csv
 import json
 import tempfile
 import time
 from pathlib import Path
 
+from services.bench.main import read_tweets
 from services.stack.stack import Stack
 from shared.settings import Settings
 from shared.store.sinks import ClickHouseSink
@@ -79,8 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=240)
     args = parser.parse_args()
-    with open(DATA, encoding="utf-8", newline="") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)][: args.n + 32]
+    texts, _ = read_tweets(DATA, args.n + 32)
     timed(TweetBatchProcessor, "classify_parsed", "classify")
     timed(ClickHouseSink, "write", "write")
     timed(ClickHouseSink, "stored_text_digests", "lookup")

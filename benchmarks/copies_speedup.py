@@ -7,13 +7,13 @@ copy of each (the bench's ``copies_of``), each with an empty cache, in batches o
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import time
 from pathlib import Path
 
 from services.bench.e2e import copies_of
+from services.bench.main import read_tweets
 from shared.classifier.cache import ProbabilityCache
 from shared.classifier.model import StanceClassifier
 from shared.settings import Settings
@@ -35,13 +35,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=200)
     args = parser.parse_args()
-    with open(DATA, encoding="utf-8", newline="") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)][: args.n]
+    texts, _ = read_tweets(DATA, args.n)
     settings = Settings()
     classifier = StanceClassifier.load(settings, adapter=settings.adapter)
     classifier.predict_proba(texts[:16])  # warm-up
-    unique = rate(TweetBatchProcessor(classifier, cache=ProbabilityCache(50_000)), texts)
-    copied = rate(TweetBatchProcessor(classifier, cache=ProbabilityCache(50_000)),
+    unique = rate(TweetBatchProcessor(classifier, cache=ProbabilityCache(settings.cache_entries)), texts)
+    copied = rate(TweetBatchProcessor(classifier, cache=ProbabilityCache(settings.cache_entries)),
                   copies_of(texts[: args.n // 2], random.Random(7)))
     print(f"{unique:.2f} tweets/s all different, {copied:.2f} with half copies: {copied / unique:.2f}x")
 

@@ -10,12 +10,12 @@ for offering int8: agreement ≥ 0.99 and macro-F1 within 0.005.
 from __future__ import annotations
 
 import argparse
-import csv
 import time
 from pathlib import Path
 
 import numpy as np
 
+from services.bench.main import read_tweets
 from shared.classifier.model import StanceClassifier
 from shared.settings import Settings
 
@@ -29,8 +29,7 @@ def main() -> None:
     import torch
     from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
 
-    with open(DATA, encoding="utf-8", newline="") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)][: args.n]
+    texts, _ = read_tweets(DATA, args.n)
     settings = Settings()
     classifier = StanceClassifier.load(settings, adapter=settings.adapter)
 

@@ -194,7 +194,7 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
             log(f"  {fraction} of capacity ({rate:.2f}/s): p50 {row['p50_s']:.2f} s  p95 {row['p95_s']:.2f} s  "
                 f"p99 {row['p99_s']:.2f} s")
 
-        unique = texts[:burst] if len(texts) >= burst else pool(burst)
+        unique = pool(burst)
         stack.processor.cache = ProbabilityCache(settings.cache_entries)
         plain = await offer.run(unique, None, "unique")
         stack.processor.cache = ProbabilityCache(settings.cache_entries)
