@@ -9,7 +9,8 @@ STAMP  := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch first, pinned, so pip takes the CPU wheel already on this machine's disk instead of a CUDA build.
-$(STAMP): pyproject.toml
+# Makefile too: a tool added below (e.g. promtool) is installed on the next `make setup`, not only on a fresh one.
+$(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet "torch==2.13.0"
@@ -20,6 +21,9 @@ $(STAMP): pyproject.toml
 	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
 		(apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1 || sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null 2>&1) || \
 		echo "note: chromium (Debian package) not installed; the dashboard test needs it"; }
+	@command -v promtool >/dev/null || { command -v apt-get >/dev/null && \
+		(apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1) || \
+		echo "note: promtool (Debian package prometheus) not installed; the Prometheus config test needs it"; }
 	touch $(STAMP)
 
 demo: setup

@@ -23,7 +23,7 @@ def open_migrated_store(settings: Settings, *, prefer_gateway: bool = True) -> S
     """The configured store, its schema up to date; embedded, through a running stack's gateway if one runs and
     ``prefer_gateway``."""
     store = open_store(settings, prefer_gateway=prefer_gateway)
-    migrate(store)
+    migrate(store, cluster=settings.clickhouse_cluster)
     return store
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         None,
         validation_alias=AliasChoices("CLICKHOUSE_URL", "STANCESTREAM_CLICKHOUSE_URL"),
         description="ClickHouse server, e.g. http://user:pass@host:8123/db; unset: embedded chDB under data_dir",
+    )
+    clickhouse_cluster: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="ClickHouse cluster (a `remote_servers` name of the server at CLICKHOUSE_URL) to create the "
+                    "schema on: replicated tables and Distributed tables under the usual names, all ON CLUSTER; "
+                    "unset: one server",
     )
     broker_storage: BrokerStorage = Field(
         BrokerStorage.memory,
@@ -166,10 +172,21 @@ class Settings(BaseSettings):
         10, gt=0, description="longest an ad-hoc read (`stancestream sql`, the gateway) may run: the embedded store "
                               "runs one query at a time, so a long one holds the worker's writes back")
 
+    @model_validator(mode="after")
+    def _cluster_needs_a_server(self) -> "Settings":
+        if self.clickhouse_cluster and self.clickhouse_url is None:
+            raise ValueError("STANCESTREAM_CLICKHOUSE_CLUSTER needs CLICKHOUSE_URL: the embedded chDB is one node")
+        return self
+
     @field_validator("adapter", mode="before")
     @classmethod
     def _no_adapter(cls, value: object) -> object:
         return None if isinstance(value, str) and value.strip().lower() in ("", "none", "base") else value
+
+    @field_validator("clickhouse_cluster", mode="before")
+    @classmethod
+    def _no_cluster(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("metrics_port", mode="before")
     @classmethod

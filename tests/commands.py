@@ -31,19 +31,22 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 120, input: str | 
 
 
 @contextmanager
-def spawn_cli(*args: str, env: dict[str, str], stdin=None) -> Iterator[subprocess.Popen]:
+def spawn_cli(*args: str, env: dict[str, str], stdin=None, output: Path | None = None
+              ) -> Iterator[subprocess.Popen]:
     """`stancestream ARGS` running in the background for the block, its stdout and stderr together in
-    ``proc.stdout`` (``stdin=subprocess.PIPE``: a pipe the test writes to); however the block ends (a failed
-    assertion, a timeout), it is killed if still running and reaped."""
+    ``proc.stdout`` (``stdin=subprocess.PIPE``: a pipe the test writes to) or in the file ``output`` (for a
+    long-running, talkative process: a pipe nobody reads would block it when full); however the block ends (a
+    failed assertion, a timeout), it is killed if still running and reaped."""
+    sink = open(output, "w") if output else subprocess.PIPE
     proc = subprocess.Popen([sys.executable, "-m", "services.cli", *args], cwd=REPO, env=env, text=True,
-                            stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdin=stdin, stdout=sink, stderr=subprocess.STDOUT)
     try:
         yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
-        proc.stdout.close()
+        (sink if output else proc.stdout).close()
 
 
 def stop(proc: subprocess.Popen, *signals: signal.Signals, timeout: float) -> str:

@@ -45,7 +45,7 @@ def machine() -> dict:
 
 def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str], batch_sizes: list[int],
         window_s: float, replay_n: int, baseline_n: int, slow_n: int, skip_baseline: bool, skip_e2e: bool,
-        update_doc: bool) -> dict:
+        update_doc: bool, workers_n: int = 0, max_workers: int | None = None) -> dict:
     import torch
 
     from services.bench.baseline import BaselineUnavailable, run_baseline
@@ -129,7 +129,13 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
         report["cache"] = {k: e2e["cache"][k] for k in ("duplicate_share", "speedup")}
         _plot_e2e(e2e["windows"], out / "e2e.png")
 
-    (out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")  # kept should the last section fail
+    log("(f) worker processes")  # last: it sets this process's torch threads per worker count
+    if workers_n:
+        from services.bench.scaling import run_scaling
+
+        report["workers"] = run_scaling(e2e_settings, texts, log, workers_n, max_workers)
+        (out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")
     if update_doc:
         update_benchmarks_doc(report, out)
     log(f"wrote {out / 'bench.json'}")
@@ -206,6 +212,11 @@ def render_markdown(report: dict) -> str:
         lines += [f"| {w['offered']:.2f} | {'yes' if w['sustained'] else 'no'} | {w['second_half_rate']:.2f} | "
                   f"{w['p50_s']:.2f} | {w['p95_s']:.2f} | {w['p99_s']:.2f} | {w['n']} |"
                   for w in sorted(e["windows"], key=lambda w: w["offered"])]
+    if report.get("workers"):
+        w = report["workers"]
+        lines += ["", f"- **Worker processes** (backlog of {w['rows'][0]['n']} tweets, {w['cores']} cores, cache off): "
+                  + "; ".join(f"{r['workers']} × {r['torch_threads']} thread(s) {r['tweets_per_s']:.2f} tweets/s "
+                              f"({r['speedup']:.2f}×)" for r in w["rows"]) + "."]
     return "\n".join(lines)
 
 

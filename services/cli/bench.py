@@ -28,6 +28,11 @@ def arguments(parser) -> None:
                              "docs/benchmarks.md)")
     parser.add_argument("--replay-n", type=int, default=5000,
                         help="archived tweets for the replay rate (default 5000; 0 skips it)")
+    parser.add_argument("--workers-n", type=int, default=200, metavar="N",
+                        help="tweets per burst for the throughput of 1, 2, ... worker processes up to the cores "
+                             "(default 200; 0 skips it)")
+    parser.add_argument("--max-workers", type=int, metavar="K",
+                        help="most worker processes for that measurement (default: the cores)")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
@@ -38,5 +43,6 @@ def run(args, settings) -> int:
 
     bench(settings, args.data, args.out, args.n, args.precisions.split(","),
           [int(b) for b in args.batch_sizes.split(",")], args.window_s, args.replay_n, args.baseline_n,
-          args.slow_n, args.skip_baseline, args.skip_e2e, not args.no_doc)
+          args.slow_n, args.skip_baseline, args.skip_e2e, not args.no_doc, args.workers_n,
+          args.max_workers)
     return 0

@@ -14,7 +14,9 @@ def run(args, settings) -> int:
     from shared.store.migrations import migrate, rollback
 
     store = open_store(settings)
-    done = rollback(store, args.rollback_to) if args.rollback_to is not None else migrate(store)
+    cluster = settings.clickhouse_cluster  # ON CLUSTER objects (STANCESTREAM_CLICKHOUSE_CLUSTER), else one server
+    done = (rollback(store, args.rollback_to, cluster=cluster) if args.rollback_to is not None
+            else migrate(store, cluster=cluster))
     verb = "reverted" if args.rollback_to is not None else "applied"
     print("\n".join(f"{verb} {m.number:04d}_{m.name}" for m in done) or "nothing to do")
     return 0

@@ -1,7 +1,8 @@
 """Starting and stopping the parts a worker needs, embedded where nothing is configured.
 
 ``Stack`` brings up, in order: the broker (an embedded Tansu when ``KAFKA_BOOTSTRAP`` is unset and the caller
-allows it), ClickHouse (server, or embedded chDB owned by this process and shared through the query gateway),
+allows it), ClickHouse (server, or embedded chDB owned by this process and shared through the query gateway;
+an attached worker uses the gateway and the broker of the stack running on its data directory instead),
 the migrations, the topics, the adapter watcher, the classifier with the registry's active adapter, the Faust
 worker and, in embedded mode, the trainer's schedule. ``stop`` takes them down in reverse.
 """
@@ -24,6 +25,7 @@ from shared.messages import utcnow
 from shared.settings import BrokerStorage, Settings
 from shared.store import Store
 from shared.store.gateway import QueryGateway
+from shared.store.gateway_client import GatewayStore, advertised_stack
 from shared.store.sinks import ClickHouseLabelSink, ClickHouseSink
 from shared.streaming.broker import EmbeddedBroker
 from shared.streaming.hotswap import AdapterWatcher
@@ -44,6 +46,9 @@ class StackError(StancestreamError):
 @dataclass
 class Stack:
     settings: Settings
+    #: False for ``stancestream worker``: start nothing embedded. With neither ``KAFKA_BOOTSTRAP`` nor
+    #: ``CLICKHOUSE_URL`` set, it attaches to the stack running on its data directory (its broker, and its store
+    #: through the gateway), which is how several worker processes share one embedded store.
     allow_embedded_broker: bool = True
     run_trainer: bool = False  # the embedded stack also runs the trainer on its schedule
     retry_store_forever: bool = False  # see build_worker: the embedded stack must not stop on store errors
@@ -64,17 +69,26 @@ class Stack:
     async def start(self, status=lambda message: None) -> "Stack":
         settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        attached = not self.allow_embedded_broker
+        broker_epoch = ""
+        if settings.kafka_bootstrap is None and attached:
+            stack = advertised_stack(settings.data_dir) or {}
+            if not stack.get("kafka_bootstrap"):
+                raise StackError("KAFKA_BOOTSTRAP is not set and no `stancestream run` is running on "
+                                 f"{settings.data_dir}: point the worker at a Kafka cluster")
+            settings = self.settings = settings.model_copy(update={"kafka_bootstrap": stack["kafka_bootstrap"]})
+            broker_epoch = stack.get("broker_epoch", "")
         if settings.kafka_bootstrap is None:
-            if not self.allow_embedded_broker:
-                raise StackError("KAFKA_BOOTSTRAP is not set: point the worker at a Kafka cluster")
             status("starting the embedded broker (Tansu)")
             durable = settings.broker_storage is BrokerStorage.durable
             self.broker = EmbeddedBroker(log_file=settings.data_dir / "broker.log",
                                          storage_dir=settings.data_dir / "broker" if durable else None).start()
             settings = self.settings = settings.model_copy(update={"kafka_bootstrap": self.broker.bootstrap})
+            broker_epoch = self.broker.epoch
         status("opening ClickHouse")
-        # owned here: the gateway serves it to the other processes
-        self.store = await asyncio.to_thread(open_migrated_store, settings, prefer_gateway=False)
+        # Embedded: owned here and served to other processes by the gateway, or, attached, reached through the
+        # gateway of the stack that owns it.
+        self.store = await asyncio.to_thread(open_migrated_store, settings, prefer_gateway=attached)
         status("creating topics")
         await ensure_topics(settings)
         # Pin the adapter-event position before reading the registry: no activation can slip in between.
@@ -99,7 +113,7 @@ class Stack:
         self._app, self.stats = build_worker(settings, self.processor,
                                              ClickHouseSink(self.store), ClickHouseLabelSink(self.store), model_thread,
                                              self.telemetry, retry_forever=self.retry_store_forever,
-                                             broker_epoch=self.broker.epoch if self.broker else "")
+                                             broker_epoch=broker_epoch)
         await self._app.start()
         self.watcher.follow(self.classifier, model_thread, self.stats, self.telemetry, self.registry)
         if self.run_trainer and settings.trainer_embedded:
@@ -107,9 +121,10 @@ class Stack:
 
             trainer = Trainer(settings, self.store, self.registry, announcer(settings), telemetry=self.telemetry)
             self.trainer_task = asyncio.create_task(run_schedule(trainer), name="trainer")
-        if settings.clickhouse_url is None:  # advertised last: gateway.json also means "the stack is up"
+        if settings.clickhouse_url is None and not isinstance(self.store, GatewayStore):
+            # advertised last: gateway.json also means "the stack is up"
             self.gateway = QueryGateway(self.store, settings.data_dir, settings.gateway_host,
-                                        settings.kafka_bootstrap).start()
+                                        settings.kafka_bootstrap, broker_epoch).start()
         return self
 
     async def stop(self) -> None:

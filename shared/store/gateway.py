@@ -49,10 +49,11 @@ class QueryGateway:
     """Serves ``store`` on a loopback port for as long as it runs; advertises itself in ``data_dir``."""
 
     def __init__(self, store: ClickHouseStore, data_dir: Path, host: str = "127.0.0.1",
-                 kafka_bootstrap: str | None = None):
+                 kafka_bootstrap: str | None = None, broker_epoch: str = ""):
         self._store = store
         self._data_dir = data_dir
         self._kafka_bootstrap = kafka_bootstrap
+        self._broker_epoch = broker_epoch  # attached workers name messages as the stack's own worker does
         self._token = secrets.token_urlsafe(32)
         expected_auth = f"Bearer {self._token}".encode()
         protected = frozenset(schema_objects()) | {"schema_migrations"}
@@ -109,11 +110,14 @@ class QueryGateway:
 
             def _answer(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload, default=str, ensure_ascii=False).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client died waiting (a killed worker)
+                    log.debug("gateway client went away before its answer")
 
             def log_message(self, *args: object) -> None:
                 pass  # quiet, and the Authorization header never reaches a log
@@ -129,7 +133,7 @@ class QueryGateway:
         self._data_dir.mkdir(parents=True, exist_ok=True)
         _write_private(self._data_dir / GATEWAY_FILE, json.dumps({
             "address": self.address, "pid": os.getpid(), "kafka_bootstrap": self._kafka_bootstrap,
-            "token": self._token}))
+            "broker_epoch": self._broker_epoch, "token": self._token}))
         return self
 
     def stop(self) -> None:

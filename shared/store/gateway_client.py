@@ -18,7 +18,8 @@ GATEWAY_FILE = "gateway.json"
 
 
 def advertised_stack(data_dir: Path) -> dict | None:
-    """``{"address", "pid", "kafka_bootstrap", "token"}`` of a live stack serving this data directory, if one runs."""
+    """``{"address", "pid", "kafka_bootstrap", "broker_epoch", "token"}`` of a live stack serving this data
+    directory, if one runs."""
     path = data_dir / GATEWAY_FILE
     try:
         info = json.loads(path.read_text())

@@ -4,6 +4,10 @@ Applied in order at start-up; ``schema_migrations`` records what ran, so applyin
 view that an applied migration created but that is gone (``DROP TABLE dead_letters``) is re-created: its
 CREATE and the later ALTERs of it run again, with a warning. When everything is in place, ``migrate`` runs
 no DDL at all, so a user with only SELECT and INSERT rights (the compose workers) can call it.
+
+With a ``cluster`` (``STANCESTREAM_CLICKHOUSE_CLUSTER``) the same files are rendered for it by
+``shared.store.cluster`` (replicated local tables and Distributed tables, all ON CLUSTER); without one, the
+statements run exactly as written.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from pathlib import Path
 
 from shared.errors import StancestreamError
 from shared.store.base import Store
+from shared.store.cluster import ClusterRenderer, schema_migrations_ddl
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(up|down)\.sql$")
@@ -25,6 +30,8 @@ _DROPS = re.compile(r"^DROP\s+(?:TABLE|VIEW|DICTIONARY)\s+" + _OBJECT, re.IGNORE
 _ALTERS = re.compile(r"^ALTER\s+TABLE\s+" + _OBJECT, re.IGNORECASE)
 _EXCHANGES = re.compile(r"^EXCHANGE\s+TABLES\s+" + _OBJECT + r"\s+AND\s+" + _OBJECT, re.IGNORECASE)
 _RENAMES = re.compile(r"^RENAME\s+TABLE\s+(.+)$", re.IGNORECASE | re.DOTALL)
+_SCHEMA_MIGRATIONS = ("CREATE TABLE IF NOT EXISTS schema_migrations (number UInt32, name String, applied_at DateTime"
+                      " DEFAULT now()) ENGINE = MergeTree ORDER BY number")
 log = logging.getLogger(__name__)
 
 
@@ -63,30 +70,41 @@ def discover(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [Migration(n, e["name"], e["up"], e.get("down")) for n, e in sorted(found.items())]  # type: ignore[arg-type]
 
 
-def applied(store: Store) -> set[int]:
+def applied(store: Store, cluster: str | None = None) -> set[int]:
     if not store.query("EXISTS TABLE schema_migrations").scalar():  # no DDL when it exists: see the docstring
-        store.command(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (number UInt32, name String, applied_at DateTime DEFAULT"
-            " now()) ENGINE = MergeTree ORDER BY number"
-        )
+        store.command(schema_migrations_ddl(cluster) if cluster else _SCHEMA_MIGRATIONS)
     return {row[0] for row in store.query("SELECT number FROM schema_migrations").rows}
 
 
-def migrate(store: Store, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def migrate(store: Store, directory: Path = MIGRATIONS_DIR, cluster: str | None = None) -> list[Migration]:
     """Re-create what applied migrations created but is missing, then apply every migration not yet recorded.
 
     Returns the migrations that ran now, in full or to re-create something."""
-    done = applied(store)
+    done = applied(store, cluster)
     migrations = discover(directory)
-    ran = _heal(store, [m for m in migrations if m.number in done])
+    ran = _heal(store, [m for m in migrations if m.number in done], cluster)
     for migration in migrations:
         if migration.number in done:
             continue
-        for statement in migration.statements("up"):
+        for statement in rendered(migration, "up", cluster, migrations):
             store.command(statement)
         store.insert("schema_migrations", [(migration.number, migration.name)], ["number", "name"])
         ran.append(migration)
     return ran
+
+
+def rendered(migration: Migration, direction: str = "up", cluster: str | None = None,
+             migrations: list[Migration] | None = None) -> list[str]:
+    """The statements ``migration`` runs going ``direction``: as written, or rendered for ``cluster`` knowing what
+    the migrations before it (going down: and it itself) created. ``migrations``: the whole sequence (default:
+    the project's)."""
+    if cluster is None:
+        return migration.statements(direction)
+    renderer = ClusterRenderer(cluster)
+    for earlier in discover() if migrations is None else migrations:
+        if earlier.number < migration.number or (direction == "down" and earlier.number == migration.number):
+            renderer.replay(earlier.statements("up"))
+    return renderer.render_all(migration.statements(direction))
 
 
 def schema_objects(migrations: list[Migration] | None = None) -> dict[str, list[tuple[Migration, str]]]:
@@ -112,17 +130,27 @@ def schema_objects(migrations: list[Migration] | None = None) -> dict[str, list[
     return {name: steps for name, steps in objects.items() if steps}
 
 
-def _heal(store: Store, done: list[Migration]) -> list[Migration]:
-    """Re-create each missing object from its statements, renamed to the name it has now."""
+def _heal(store: Store, done: list[Migration], cluster: str | None = None) -> list[Migration]:
+    """Re-create each missing object from its statements, renamed to the name it has now.
+
+    In cluster mode a sharded table is missing when either of its tables is missing on the node ``store`` talks
+    to; its statements are rendered (CREATE … IF NOT EXISTS, ON CLUSTER), so only what is missing is made."""
     expected = schema_objects(done)
     existing = {row[0] for row in store.query("SELECT name FROM system.tables WHERE database = currentDatabase()").rows}
-    missing = sorted(name for name in expected if name not in existing)
+    renderer = None
+    if cluster is not None:
+        renderer = ClusterRenderer(cluster)
+        for migration in done:
+            renderer.replay(migration.statements("up"))
+    missing = sorted(name for name in expected
+                     if any(table not in existing for table in (renderer.physical_names(name) if renderer else [name])))
     if not missing:
         return []
     healed: list[Migration] = []
     for name in missing:
         for migration, statement in expected[name]:
-            store.command(_renamed(statement, name))
+            for command in renderer.render(_renamed(statement, name)) if renderer else [_renamed(statement, name)]:
+                store.command(command)
             if migration not in healed:
                 healed.append(migration)
     log.warning("re-created %s: missing although migrations %s had created them", ", ".join(missing),
@@ -143,13 +171,14 @@ def _bare(name: str) -> str:
     return name.split(".")[-1].strip("`\"")
 
 
-def rollback(store: Store, to: int, directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+def rollback(store: Store, to: int, directory: Path = MIGRATIONS_DIR, cluster: str | None = None) -> list[Migration]:
     """Revert applied migrations numbered above ``to``, newest first."""
-    done = applied(store)
+    done = applied(store, cluster)
     reverted = []
-    for migration in reversed(discover(directory)):
+    migrations = discover(directory)
+    for migration in reversed(migrations):
         if migration.number > to and migration.number in done:
-            for statement in migration.statements("down"):
+            for statement in rendered(migration, "down", cluster, migrations):
                 store.command(statement)
             store.command("DELETE FROM schema_migrations WHERE number = {n:UInt32}", {"n": migration.number})
             reverted.append(migration)

@@ -8,10 +8,12 @@ stop classification.
 from __future__ import annotations
 
 import logging
+from typing import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from shared.settings import Settings
+from shared.streaming.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,9 @@ class Telemetry:
         self.tweet_latency = Histogram("stancestream_tweet_latency_seconds",
                                        "From a tweet's arrival in Kafka to its row being written",
                                        buckets=(0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.assigned_partitions = Gauge("stancestream_assigned_partitions",
+                                         "Partitions of tweets.raw this worker consumes since the last rebalance",
+                                         registry=r)
         self.adapter = Gauge("stancestream_active_adapter", "1 for the adapter version this process serves",
                              ["version"], registry=r)
         self.adapter_switches = Counter("stancestream_adapter_switches", "Hot-swaps", ["outcome"], registry=r)
@@ -46,9 +51,21 @@ class Telemetry:
                                      registry=r)
         self.training_seconds = Gauge("stancestream_last_training_seconds", "Duration of the last trainer cycle",
                                       registry=r)
+        self.consumer_lag = Gauge("stancestream_consumer_lag",
+                                  "Messages of a partition this worker holds that are not committed yet: the highwater "
+                                  "of the partition's last fetch minus the group's committed offset",
+                                  ["topic", "partition"], registry=r)
+        # Labelled series exist at 0 from the start: an alert on increase() cannot see a series' first increment.
+        for topic in (Topics.raw, Topics.labels):
+            self.dead_letters.labels(topic.value)
+        for outcome in ("switched", "refused"):
+            self.adapter_switches.labels(outcome)
+        for decision in ("promoted", "rejected", "skipped", "failed"):
+            self.training_runs.labels(decision)
         self.address: str | None = None
         self._server = None
         self._served_version: str | None = None
+        self._lagging: set[tuple[str, int]] = set()
 
     def serve(self, settings: Settings) -> "Telemetry":
         if settings.metrics_port is None:
@@ -75,3 +92,21 @@ class Telemetry:
             self.adapter.remove(self._served_version)
         self.adapter.labels(version).set(1)
         self._served_version = version
+
+    def lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Set the lag of every (topic, partition) this process holds now and drop the ones it no longer holds:
+        after a rebalance their new owner reports them, and a stale value would count twice in a sum."""
+        for topic, partition in self._lagging - lags.keys():
+            self.consumer_lag.remove(topic, str(partition))
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)
+        self._lagging = set(lags)
+
+
+def consumer_lag(highwaters: Mapping[tuple[str, int], int | None],
+                 committed: Mapping[tuple[str, int], int | None]) -> dict[tuple[str, int], int]:
+    """Lag per (topic, partition): the highwater (the offset the next produced message gets, as the partition's last
+    fetch response gave it) minus the next offset the group will process (its committed offset; none yet: 0).
+    A partition not fetched yet has no highwater and no lag."""
+    return {tp: max(0, highwater - (committed.get(tp) or 0))
+            for tp, highwater in highwaters.items() if highwater is not None}

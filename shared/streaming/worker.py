@@ -37,11 +37,14 @@ from shared.streaming.processing import (
     BatchResult, ClassificationSink, InboundMessage, InvalidRatioGuard, LabelBatchProcessor, LabelSink, TweetBatchProcessor,
     origin_of, text_digest,
 )
-from shared.streaming.telemetry import Telemetry
+from shared.streaming.telemetry import Telemetry, consumer_lag
 from shared.streaming.topics import Topics, physical
 from shared.streaming.validation import InputLimits
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two updates of the consumer-lag gauge (Prometheus scrapes every 15 s).
+LAG_INTERVAL_S = 2.0
 
 
 @dataclass
@@ -97,6 +100,28 @@ def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
             return PromptFetchThread(self, loop=self.loop, beacon=self.beacon)
 
     return PromptFetchConsumer
+
+
+def partition_lag(consumer, topics: dict[str, str]) -> dict[tuple[str, int], int]:
+    """The lag of each partition of ``topics`` (physical name -> name to report) assigned to this Faust
+    ``consumer``, keyed by (reported name, partition); Faust's own topics (its leader topic) are left out.
+
+    Both numbers are ones the consumer already holds, no broker request: the highwater that aiokafka keeps from
+    each fetch response (the broker's ListOffsets is not used: the embedded Tansu answers it wrongly) and the
+    offset Faust last committed for the group (it keeps ``None`` for 0 and for "nothing committed yet"). A
+    partition not fetched yet has no highwater and is not reported."""
+    highwaters: dict[tuple[str, int], int | None] = {}
+    committed: dict[tuple[str, int], int | None] = {}
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        key = (topics[tp.topic], tp.partition)
+        try:
+            highwaters[key] = consumer.highwater(tp)
+        except AssertionError:  # revoked since assignment() answered
+            continue
+        committed[key] = consumer._committed_offset.get(tp)
+    return consumer_lag(highwaters, committed)
 
 
 class _Backlog:
@@ -169,6 +194,14 @@ def build_worker(
         return app.topic(physical(name, settings), value_serializer="raw", key_serializer="raw")
 
     raw, classified, dlq, labels = topic(Topics.raw), topic(Topics.classified), topic(Topics.dlq), topic(Topics.labels)
+
+    @app.on_partitions_assigned.connect
+    async def count_assigned(app, assigned, **kwargs) -> None:  # Faust passes the whole new assignment
+        telemetry.assigned_partitions.set(sum(1 for tp in assigned if tp.topic == raw.get_topic_name()))
+
+    @app.on_partitions_revoked.connect
+    async def count_revoked(app, revoked, **kwargs) -> None:  # a rebalance began: nothing is held until it ends
+        telemetry.assigned_partitions.set(0)
     stats = WorkerStats()
     guard = InvalidRatioGuard(settings.dlq_max_invalid_ratio)
     label_processor = LabelBatchProcessor(InputLimits.of(settings))
@@ -314,6 +347,12 @@ def build_worker(
         stats.dead_letters += len(batch.dead_letters)
         telemetry.labels.inc(len(batch.labels))
         telemetry.dead_letters.labels(Topics.labels.value).inc(len(batch.dead_letters))
+
+    consumed = {physical(t, settings): t.value for t in (Topics.raw, Topics.labels)}  # reported by logical name
+
+    @app.timer(LAG_INTERVAL_S)
+    async def report_lag() -> None:
+        telemetry.lag(partition_lag(app.consumer, consumed))
 
     @app.agent(raw, name="classify")
     async def classify_agent(stream):

@@ -23,6 +23,7 @@ def test_bench_writes_every_required_number(tmp_path, tiny_model_dir):
     out = tmp_path / "bench"
     result = run_cli("bench", "--out", str(out), "--data", str(data), "--n", "16", "--precisions", "fp32",
                      "--batch-sizes", "4,8", "--skip-baseline", "--window-s", "4", "--replay-n", "40", "--no-doc",
+                     "--workers-n", "24", "--max-workers", "2",
                      env=cli_env(tmp_path, tiny_model_dir), timeout=400)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "bench.json").read_text())
@@ -42,3 +43,8 @@ def test_bench_writes_every_required_number(tmp_path, tiny_model_dir):
     assert report["cache"]["duplicate_share"] == 0.5 and report["cache"]["speedup"] > 0
     assert report["baseline"] == {"skipped": True}
     assert (out / "e2e.png").stat().st_size > 10_000
+    # 1 and 2 worker processes, each worker holding partitions when the burst was measured
+    rows = report["workers"]["rows"]
+    assert [r["workers"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1
+    assert all(r["tweets_per_s"] > 0 and len(r["partitions_held"]) == r["workers"] and all(r["partitions_held"])
+               for r in rows)

@@ -6,7 +6,10 @@
 #
 #   stancestream_migrator  one-shot `migrate` service: DDL on the stancestream database only
 #   stancestream_writer    workers and trainer: SELECT and INSERT on the stancestream database, no DDL
-#   stancestream_analyst   people and dashboards: SELECT only, under a readonly = 1 profile
+#   stancestream_analyst   people and dashboards (Grafana): SELECT only, under a readonly = 1 profile
+#                          that lets a client set its own query timeout (max_execution_time, 1..600 s) and no other
+#                          setting: the Grafana ClickHouse plugin's client sends one with every query, which
+#                          readonly = 1 alone refuses ("Cannot modify 'max_execution_time' setting in readonly mode")
 #
 # Passwords arrive as SHA-256 hashes: no password is ever part of a SQL text (or of the server's query log).
 # Runs in a subshell so that, if the entrypoint sources it instead of executing it, nothing leaks into it.
@@ -24,7 +27,9 @@ analyst=$(sha256 "${STANCESTREAM_ANALYST_PASSWORD:?set STANCESTREAM_ANALYST_PASS
 clickhouse client --host 127.0.0.1 --user "${CLICKHOUSE_USER:?}" --password "${CLICKHOUSE_PASSWORD:?}" \
     --multiquery <<SQL
 CREATE DATABASE IF NOT EXISTS ${database};
-CREATE SETTINGS PROFILE IF NOT EXISTS stancestream_readonly SETTINGS readonly = 1;
+CREATE SETTINGS PROFILE IF NOT EXISTS stancestream_readonly;
+ALTER SETTINGS PROFILE stancestream_readonly
+    SETTINGS readonly = 1, max_execution_time = 60 MIN 1 MAX 600 CHANGEABLE_IN_READONLY;
 
 CREATE USER IF NOT EXISTS stancestream_migrator;
 ALTER USER stancestream_migrator IDENTIFIED WITH sha256_hash BY '${migrator}' DEFAULT DATABASE ${database};
