@@ -177,3 +177,49 @@ def test_monitor_shows_live_numbers_while_run_processes_a_feed(tmp_path, tiny_mo
     assert last["active_adapter"] == "v1" and last["dead_letters_total"] == 2
     assert sum(sum(labels.values()) for labels in last["mix"].values()) == last["tweets_in_window"]
     assert "ingest" in table.stdout and "tweets/s" in table.stdout and "adapter v1" in table.stdout
+
+
+def test_a_worker_started_beside_run_attaches_to_its_broker_and_store(tmp_path, tiny_model_dir):
+    """README: `stancestream worker` on the data directory of a running `run`, with neither KAFKA_BOOTSTRAP nor
+    CLICKHOUSE_URL, joins its consumer group through its broker and writes through its gateway."""
+    import asyncio
+    import socket
+    import urllib.request
+
+    from shared.streaming.feed import FeedReport, produce_feed, read_feed
+
+    def metric(port: int, name: str) -> float:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                lines = response.read().decode().splitlines()
+        except OSError:
+            return 0.0
+        return next((float(line.split()[1]) for line in lines if line.startswith(name + " ")), 0.0)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = cli_env(tmp_path, tiny_model_dir) | {"STANCESTREAM_PARTITIONS": "4", "STANCESTREAM_BATCH_SIZE": "8",
+                                               "STANCESTREAM_TRAINER_EMBEDDED": "false"}
+    gateway = Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json"
+    deadline = time.monotonic() + 240
+    with spawn_cli("run", env=env, output=tmp_path / "run.log") as run:
+        while not gateway.exists():
+            assert run.poll() is None and time.monotonic() < deadline, (tmp_path / "run.log").read_text()
+            time.sleep(0.5)
+        with spawn_cli("worker", env=env | {"STANCESTREAM_METRICS_PORT": str(port)},
+                       output=tmp_path / "worker.log") as worker:
+            while metric(port, "stancestream_assigned_partitions") == 0:  # it joined the run's group
+                assert worker.poll() is None and time.monotonic() < deadline, (tmp_path / "worker.log").read_text()
+                time.sleep(0.5)
+            bootstrap = json.loads(gateway.read_text())["kafka_bootstrap"]
+            feed = _feed(tmp_path / "feed.jsonl", 400, malformed=0)
+            asyncio.run(produce_feed(bootstrap, "tweets.raw", read_feed(str(feed)), FeedReport()))
+            _await_counts(env, (400, 0), run, deadline)
+            attached = metric(port, "stancestream_tweets_total")
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+        stop(run, signal.SIGINT, timeout=60)
+    assert worker.returncode == 0, (tmp_path / "worker.log").read_text()
+    assert run.returncode == 0, (tmp_path / "run.log").read_text()
+    assert 0 < attached < 400, f"the attached worker classified {attached} of the 400 tweets"

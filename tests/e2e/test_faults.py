@@ -245,7 +245,10 @@ def test_a_store_outage_longer_than_the_retries(tmp_path, tiny_model_dir, broker
 def test_durable_broker_storage_survives_kill_9_of_the_whole_stack(tmp_path, tiny_model_dir):
     """With STANCESTREAM_BROKER_STORAGE=durable, what the broker acknowledged outlives a kill -9 of `run`: a plain
     `run` afterwards (no feed) processes the rest, from the committed offsets it also kept."""
-    env = _env(tmp_path, tiny_model_dir, STANCESTREAM_BROKER_STORAGE="durable", STANCESTREAM_BATCH_SIZE="4")
+    # The whole feed must be in the broker before the kill, and most of it not yet stored: small batches, never
+    # merged (merged takes let the tiny model store all 600 before a poll saw 20, once in CI).
+    env = _env(tmp_path, tiny_model_dir, STANCESTREAM_BROKER_STORAGE="durable", STANCESTREAM_BATCH_SIZE="4",
+               STANCESTREAM_MAX_BATCH_SIZE="4")
     feed = _write_feed(tmp_path / "feed.jsonl", 600, 12)
     helpers = _kill_9_run_once(env, ["--feed", str(feed)], classified=20)
     assert len(helpers) == 2, "durable storage runs the broker and its object store"
