@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,14 +20,9 @@ from pathlib import Path
 from services.bench.e2e import _Offer, _Results
 from services.stack.stack import Stack
 from shared.settings import Settings
+from shared.streaming.broker import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _assigned(port: int) -> int:
@@ -48,7 +42,7 @@ async def _one(settings: Settings, texts: list[str], k: int, partitions: int, th
         "torch_threads": threads, "partitions": partitions, "cache_entries": 0, "metrics_port": None,
         "trainer_embedded": False})
     stack = await Stack(owner_settings).start(status=lambda m: log(f"  {k} worker(s): {m}"))
-    ports = [_free_port() for _ in range(k - 1)]
+    ports = [free_port() for _ in range(k - 1)]
     env = {key: value for key, value in os.environ.items() if not key.startswith(("KAFKA_", "CLICKHOUSE_"))} | {
         "STANCESTREAM_DATA_DIR": str(owner_settings.data_dir), "STANCESTREAM_TORCH_THREADS": str(threads),
         "STANCESTREAM_PARTITIONS": str(partitions), "STANCESTREAM_CACHE_ENTRIES": "0",

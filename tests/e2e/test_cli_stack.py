@@ -183,9 +183,9 @@ def test_a_worker_started_beside_run_attaches_to_its_broker_and_store(tmp_path, 
     """README: `stancestream worker` on the data directory of a running `run`, with neither KAFKA_BOOTSTRAP nor
     CLICKHOUSE_URL, joins its consumer group through its broker and writes through its gateway."""
     import asyncio
-    import socket
     import urllib.request
 
+    from shared.streaming.broker import free_port
     from shared.streaming.feed import FeedReport, produce_feed, read_feed
 
     def metric(port: int, name: str) -> float:
@@ -196,9 +196,7 @@ def test_a_worker_started_beside_run_attaches_to_its_broker_and_store(tmp_path, 
             return 0.0
         return next((float(line.split()[1]) for line in lines if line.startswith(name + " ")), 0.0)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = cli_env(tmp_path, tiny_model_dir) | {"STANCESTREAM_PARTITIONS": "4", "STANCESTREAM_BATCH_SIZE": "8",
                                                "STANCESTREAM_TRAINER_EMBEDDED": "false"}
     gateway = Path(env["STANCESTREAM_DATA_DIR"]) / "gateway.json"

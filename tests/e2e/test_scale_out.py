@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import socket
 import threading
 import time
 import urllib.request
@@ -23,6 +22,7 @@ import pytest
 
 from commands import cli_env, spawn_cli
 from reliability_log import record
+from shared.streaming.broker import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse, pytest.mark.model]
 
@@ -31,12 +31,6 @@ POSTED = ["2026-11-03T08:15:00Z", "2026-11-03T09:40:00Z", "2026-11-04T17:05:00Z"
 #: Faust's broker_session_timeout (shared/streaming/worker.py): a killed member's partitions wait this long for
 #: its heartbeat; Tansu then delays the rejoin by half of it.
 SESSION_TIMEOUT_S = 10
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _scrape(port: int) -> dict[str, float] | None:
@@ -56,7 +50,7 @@ def _scrape(port: int) -> dict[str, float] | None:
 
 class _Worker:
     def __init__(self, name: str, env: dict[str, str], log: Path):
-        self.name, self.port, self.log = name, _free_port(), log
+        self.name, self.port, self.log = name, free_port(), log
         self.env = env | {"STANCESTREAM_METRICS_PORT": str(self.port)}
         self.last: dict[str, float] = {}
 
