@@ -103,8 +103,8 @@ async def run(settings: Settings, feed: str | None, rate: float | None, exit_whe
                 elif summary is not None and time.monotonic() - last_line > 5:
                     console.print(f"fed={report.sent} {summary_line(summary)}")
                     last_line = time.monotonic()
-                if stack.stats.store_error:
-                    console.print(f"[yellow]ClickHouse write failing, retrying[/]: {stack.stats.store_error}")
+                if stack.stats.retrying:
+                    console.print(f"[yellow]failing, retrying[/]: {stack.stats.retrying}")
                 if stack.stats.batches != last_batches:
                     last_batches, idle_since = stack.stats.batches, time.monotonic()
                 fed_all_we_will = report.done or (draining and feeder is not None)

@@ -57,7 +57,7 @@ class WorkerStats:
     adapter_failures: int = 0
     conflicting_ids: int = 0  # dead-lettered: their id was already taken by another text
     copies: int = 0  # classified by reusing an identical text's probabilities
-    store_error: str | None = None  # the last failed ClickHouse write, until one succeeds
+    retrying: str | None = None  # what is failing and being retried ("ClickHouse write: ..."), until it succeeds
     failure: BaseException | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -206,24 +206,30 @@ def build_worker(
     guard = InvalidRatioGuard(settings.dlq_max_invalid_ratio)
     label_processor = LabelBatchProcessor(InputLimits.of(settings))
 
-    async def write_durably(write: Callable[[], object]) -> None:
-        """``write()`` in a thread, retried with backoff: ``sink_retries`` times, or forever."""
+    async def persistently(action: Callable[[], Awaitable[None]], what: str) -> None:
+        """``await action()``, retried with backoff: ``sink_retries`` times, or forever. Used for the ClickHouse
+        write and for the publish after it: a broker can fail a produce it would accept a moment later (Tansu's
+        durable storage answers a conflicting object-store write with UnknownError), and stopping over it would
+        cost the embedded stack its broker."""
         delay = 0.5
         for attempt in itertools.count(1):
             try:
-                await asyncio.to_thread(write)
-                stats.store_error = None
+                await action()
+                stats.retrying = None
                 return
             except Exception as exc:
-                stats.store_error = str(exc)
+                stats.retrying = f"{what}: {exc}"
                 if attempt > settings.sink_retries and not retry_forever:
                     raise
-                log.warning("ClickHouse write failed (attempt %d%s), retrying in %.1fs: %s", attempt,
+                log.warning("%s failed (attempt %d%s), retrying in %.1fs: %s", what, attempt,
                             "" if retry_forever else f"/{settings.sink_retries + 1}", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
-    async def publish(classifications: list, dead_letters: list) -> None:
+    async def write_durably(write: Callable[[], object]) -> None:
+        await persistently(lambda: asyncio.to_thread(write), "ClickHouse write")
+
+    async def publish_once(classifications: list, dead_letters: list) -> None:
         deliveries = []
         for c in classifications:
             deliveries.append(await classified.send(key=c.tweet_id.encode(), value=c.model_dump_json().encode()))
@@ -231,6 +237,11 @@ def build_worker(
         for d in dead_letters:
             deliveries.append(await dlq.send(key=None, value=d.model_dump_json().encode()))
         await asyncio.gather(*deliveries)
+
+    async def publish(classifications: list, dead_letters: list) -> None:
+        # A retry may repeat messages the failed attempt delivered: the output topics are at-least-once, like
+        # a redelivery after a restart; ClickHouse, already written, is what counts exactly once.
+        await persistently(lambda: publish_once(classifications, dead_letters), "publish to Kafka")
 
     def ephemeral_origin(message) -> str:
         return f"kafka@{broker_epoch}:{message.topic}:{message.partition}:{message.offset}" if broker_epoch else ""
