@@ -1,10 +1,12 @@
 """Where a backlog's time goes in the embedded stack: model-thread busy time, inserts, duplicate-id lookups.
 
     .venv/bin/python benchmarks/backlog_profile.py --n 240
+    .venv/bin/python benchmarks/backlog_profile.py --n 240 --rate 4   # a steady offer instead of a burst
 
-An embedded stack with default settings (served classifier, cache off) gets ``--n`` tweets of test.csv at once;
-the processor's and the sink's methods are wrapped with timers. Then the classifier alone on the same tweets, in
-the same process, for comparison (docs/benchmarks.md, "Keeping up with a live feed").
+An embedded stack with default settings (served classifier, cache off) gets ``--n`` tweets of test.csv at once
+(or ``--rate`` per second); the processor's and the sink's methods are wrapped with timers, and each thread's CPU
+time is read from /proc. Then the classifier alone on the same batches, in the same process, for comparison
+(docs/benchmarks.md, "Keeping up with a live feed").
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import os
+
 from services.bench.main import read_tweets
+from shared.streaming.pacing import RatePacer
 from services.stack.stack import Stack
 from shared.settings import Settings
 from shared.store.sinks import ClickHouseSink
@@ -25,7 +30,22 @@ from shared.streaming.topics import Topics, physical
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "immigration-tweets" / "test.csv"
 spent = {"classify": 0.0, "write": 0.0, "lookup": 0.0}
-batches: list[int] = []
+batches: list[list[str]] = []
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds per thread name of this process (utime + stime from /proc/self/task/*/stat)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in os.listdir("/proc/self/task"):
+        try:
+            stat = open(f"/proc/self/task/{task}/stat").read()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[f"{name}#{task}"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def timed(cls, name: str, key: str) -> None:
@@ -38,14 +58,16 @@ def timed(cls, name: str, key: str) -> None:
         finally:
             spent[key] += time.perf_counter() - started
             if key == "classify":
-                batches.append(len(args[0].tweets))
+                batches.append([tweet.text for tweet, _ in args[0].tweets])
 
     setattr(cls, name, wrapper)
 
 
-async def offer(stack: Stack, producer, texts: list[str], prefix: str) -> None:
+async def offer(stack: Stack, producer, texts: list[str], prefix: str, rate: float | None = None) -> None:
     goal = stack.stats.tweets + len(texts)
+    pacer = RatePacer(rate)
     for i, text in enumerate(texts):
+        await pacer.wait(i)
         value = json.dumps({"id": f"{prefix}{i}", "text": text, "created_at": "2026-11-22T00:00:00Z"})
         await producer.send(physical(Topics.raw, stack.settings), value.encode(), key=f"{prefix}{i}".encode())
     await producer.flush()
@@ -53,7 +75,7 @@ async def offer(stack: Stack, producer, texts: list[str], prefix: str) -> None:
         await asyncio.sleep(0.05)
 
 
-async def profile(texts: list[str]) -> tuple[float, Stack]:
+async def profile(texts: list[str], rate: float | None) -> tuple[float, Stack, dict[str, float]]:
     from aiokafka import AIOKafkaProducer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,9 +89,12 @@ async def profile(texts: list[str]) -> tuple[float, Stack]:
             for key in spent:
                 spent[key] = 0.0
             batches.clear()
+            cpu = thread_cpu()
             started = time.perf_counter()
-            await offer(stack, producer, texts[32:], "backlog-")
-            return time.perf_counter() - started, stack
+            await offer(stack, producer, texts[32:], "backlog-", rate)
+            wall = time.perf_counter() - started
+            used = {k: v - cpu.get(k, 0.0) for k, v in thread_cpu().items()}
+            return wall, stack, {k: v / wall for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0.01 * wall}
         finally:
             await producer.stop()
             await stack.stop()
@@ -78,19 +103,23 @@ async def profile(texts: list[str]) -> tuple[float, Stack]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=240)
+    parser.add_argument("--rate", type=float, default=None, help="tweets per second (default: all at once)")
     args = parser.parse_args()
     texts, _ = read_tweets(DATA, args.n + 32)
     timed(TweetBatchProcessor, "classify_parsed", "classify")
     timed(ClickHouseSink, "write", "write")
     timed(ClickHouseSink, "stored_text_digests", "lookup")
-    wall, stack = asyncio.run(profile(texts))
-    print(f"stack: {args.n / wall:.2f} tweets/s ({wall:.1f} s); model thread busy {spent['classify']:.1f} s "
-          f"({spent['classify'] / wall:.0%}); inserts {spent['write']:.1f} s; lookups {spent['lookup']:.1f} s; "
-          f"batches {batches}")
+    wall, stack, cpu = asyncio.run(profile(texts, args.rate))
+    busy = spent["classify"]
+    print(f"stack: {args.n / wall:.2f} tweets/s ({wall:.1f} s); model thread busy {busy:.1f} s ({busy / wall:.0%}), "
+          f"{args.n / busy:.2f} tweets/s while busy; inserts {spent['write']:.1f} s; lookups {spent['lookup']:.1f} s; "
+          f"batches {[len(b) for b in batches]}")
+    print("CPU per thread (cores): " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
     started = time.perf_counter()
-    stack.classifier.predict_proba(texts[32:])
+    for batch in batches:
+        stack.classifier.predict_proba(batch)
     alone = time.perf_counter() - started
-    print(f"classifier alone, same tweets: {args.n / alone:.2f} tweets/s ({alone:.1f} s)")
+    print(f"classifier alone, same batches: {args.n / alone:.2f} tweets/s ({alone:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.errors import StancestreamError
+
 
 #: The adapter trained by us and shipped in the repository (see adapters/default/README.md).
 SHIPPED_ADAPTER = Path(__file__).resolve().parents[1] / "adapters" / "default"
@@ -145,6 +147,37 @@ class Settings(BaseSettings):
     registry_dir: Path | None = Field(None, description="versioned adapter directories; unset: <data_dir>/adapters")
     trainer_interval_s: float = Field(3600, gt=0, description="seconds between trainer cycles (unless a cron is set)")
     trainer_cron: str | None = Field(None, description="cron expression for trainer cycles, e.g. `0 3 * * *`")
+    shares_interval_s: float = Field(
+        300, gt=0, description="seconds between the trainer service's refreshes of the label_shares table")
+    # The drift alarm (shared/quantification/drift.py): the live stream of the last window against a reference.
+    drift_interval_s: float = Field(
+        300, gt=0, description="seconds between the trainer service's drift checks (the drift table)")
+    drift_window_s: int = Field(
+        3600, ge=60, description="the drift check's current window: live tweets classified in the last this many "
+                                 "seconds")
+    drift_reference_hours: float = Field(
+        24, gt=0, description="the drift check's reference: the first this many hours of live tweets classified by "
+                              "the active adapter after its promotion")
+    drift_reference: str | None = Field(
+        None, description="a pinned drift reference instead, START/END in ISO 8601 (UTC unless an offset is given), "
+                          "e.g. `2026-11-01T00:00Z/2026-11-02T00:00Z`")
+    drift_min_tweets: int = Field(
+        50, ge=1, description="a language is judged for drift only with at least this many tweets in the window "
+                              "and in the reference")
+    drift_max_psi: float = Field(
+        0.25, gt=0, description="drift alarm when a language's label mix moves by a population stability index "
+                                "above this (0.25: a significant shift)")
+    drift_max_js: float = Field(
+        0.2, gt=0, le=1, description="drift alarm when a language's confidence distribution moves by a "
+                                     "Jensen-Shannon distance (base 2) above this")
+    low_confidence: float = Field(
+        0.5, gt=0.25, le=1, description="a tweet whose highest probability is below this is low-confidence")
+    drift_max_low_confidence_rise: float = Field(
+        0.1, gt=0, le=1, description="drift alarm when a language's share of low-confidence tweets rises by more "
+                                     "than this from the reference to the window")
+    drift_max_unseen_share: float = Field(
+        0.2, gt=0, le=1, description="drift alarm when more than this share of the window's tweets are in "
+                                     "languages the active adapter was not trained on")
     trainer_min_new_labels: int = Field(
         100, ge=0, description="a cycle trains only if at least this many labels arrived since the last one"
     )
@@ -203,6 +236,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a cron expression: {value!r} (expected 5 fields, e.g. `0 3 * * *`)")
         return value or None
 
+    @field_validator("drift_reference", mode="before")
+    @classmethod
+    def _valid_reference(cls, value: object) -> object:
+        if isinstance(value, str):
+            if not value.strip():
+                return None
+            parse_time_window(value)  # a malformed window fails here, at start-up, with its reason
+        return value
+
+    @property
+    def drift_reference_window(self) -> tuple[datetime, datetime] | None:
+        return parse_time_window(self.drift_reference) if self.drift_reference else None
+
     @property
     def chdb_dir(self) -> Path:
         return self.data_dir / "clickhouse"
@@ -210,6 +256,31 @@ class Settings(BaseSettings):
     @property
     def adapters_dir(self) -> Path:
         return self.registry_dir or self.data_dir / "adapters"
+
+
+class SettingError(StancestreamError):
+    """A setting whose value cannot mean anything. Not a ValueError, so that pydantic lets it through unwrapped and
+    the CLI prints its one line."""
+
+
+def parse_time_window(text: str) -> tuple[datetime, datetime]:
+    """``START/END`` in ISO 8601 (e.g. ``2026-11-01T00:00Z/2026-11-02T00:00Z``; UTC unless an offset says
+    otherwise) as two aware UTC datetimes; SettingError with a one-line reason otherwise."""
+    example = "e.g. 2026-11-01T00:00Z/2026-11-02T00:00Z"
+    parts = text.strip().split("/")
+    if len(parts) != 2:
+        raise SettingError(f"STANCESTREAM_DRIFT_REFERENCE={text!r} is not START/END ({example})")
+    ends = []
+    for what, part in zip(("START", "END"), parts):
+        try:
+            moment = datetime.fromisoformat(part.strip())
+        except ValueError:
+            raise SettingError(f"STANCESTREAM_DRIFT_REFERENCE: {what} {part.strip()!r} is not an ISO 8601 time "
+                             f"({example})") from None
+        ends.append(moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc))
+    if ends[0] >= ends[1]:
+        raise SettingError(f"STANCESTREAM_DRIFT_REFERENCE={text!r}: START must be before END")
+    return ends[0], ends[1]
 
 
 def describe_settings() -> list[tuple[str, str, str]]:

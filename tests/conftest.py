@@ -27,7 +27,7 @@ TIER_MARKERS = {"unit": (), "integration": ("integration",), "e2e": ("integratio
 FIXTURE_MARKERS = {"broker": "kafka", "store_dir": "clickhouse", "tiny_model_dir": "model"}
 
 DATA_TABLES = ("tweets", "classifications", "dead_letters", "labels", "holdout", "adapters",
-               "adapter_runs", "replay_runs")
+               "adapter_runs", "replay_runs", "label_shares", "drift")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
-from services.wiring import announcer, on_stop_signals, open_registry
+from services.wiring import announcer, on_stop_signals, open_migrated_store, open_registry
 from shared.settings import Settings
 from shared.streaming.telemetry import Telemetry
+from shared.quantification.drift_check import DriftConfig, adapter_training_languages, watch_drift
+from shared.quantification.live import refresh_shares
 from shared.training.cycle import Trainer, run_schedule
 
 log = logging.getLogger("stancestream.trainer")
@@ -30,7 +33,13 @@ async def _serve(settings: Settings) -> int:
     trainer.telemetry = Telemetry().serve(settings)
     stop = asyncio.Event()
     on_stop_signals(stop.set)
-    schedule = asyncio.create_task(run_schedule(trainer))
+    shares = open_registry(settings, open_migrated_store(settings), seed=False)  # its own connection
+    drift = open_registry(settings, open_migrated_store(settings), seed=False)  # and the drift check its own
+    schedule = asyncio.gather(run_schedule(trainer),
+                              refresh_shares(shares.store, shares.calibration, settings.shares_interval_s),
+                              watch_drift(drift.store, DriftConfig.of(settings),
+                                          lambda version: adapter_training_languages(Path(drift.get(version).path)),
+                                          settings.drift_interval_s, trainer.telemetry.drift))
     log.warning("trainer running: %s, at least %d new labels per cycle",
                 f"cron {settings.trainer_cron}" if settings.trainer_cron else f"every {settings.trainer_interval_s:g} s",
                 settings.trainer_min_new_labels)

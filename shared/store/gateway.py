@@ -39,10 +39,11 @@ log = logging.getLogger(__name__)
 _MAX_BODY = 64 * 1024 * 1024
 
 #: The tables other processes write through ``POST /insert``, and who writes them: labels and their dead
-#: letters (``labels import``), the adapter registry (``adapters``, ``trainer``), the trainer's runs and holdout,
-#: replays (their runs, the tweets and classifications they produce), and migrations run by a newer client.
-WRITABLE_TABLES = frozenset({"labels", "dead_letters", "adapters", "adapter_runs", "holdout", "replay_runs",
-                             "tweets", "classifications", "schema_migrations"})
+#: letters (``labels import``), the adapter registry (``adapters``, ``trainer``), the trainer's runs, holdout and
+#: drift checks, replays (their runs, the tweets and classifications they produce), and migrations run by a newer
+#: client.
+WRITABLE_TABLES = frozenset({"labels", "dead_letters", "adapters", "adapter_runs", "holdout", "drift", "label_shares",
+                             "replay_runs", "tweets", "classifications", "schema_migrations"})
 
 
 class QueryGateway:

@@ -8,7 +8,7 @@ stop classification.
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -55,6 +55,12 @@ class Telemetry:
                                   "Messages of a partition this worker holds that are not committed yet: the highwater "
                                   "of the partition's last fetch minus the group's committed offset",
                                   ["topic", "partition"], registry=r)
+        self.drift_value = Gauge("stancestream_drift",
+                                 "The trainer's last drift judgement of a language and measure (label_psi, "
+                                 "confidence_js, low_confidence_rise; lang all: unseen_language_share)",
+                                 ["lang", "measure"], registry=r)
+        self.drift_alarm = Gauge("stancestream_drift_alarm", "1 while the drift alarm of a language and measure is on",
+                                 ["lang", "measure"], registry=r)
         # Labelled series exist at 0 from the start: an alert on increase() cannot see a series' first increment.
         for topic in (Topics.raw, Topics.labels):
             self.dead_letters.labels(topic.value)
@@ -66,6 +72,7 @@ class Telemetry:
         self._server = None
         self._served_version: str | None = None
         self._lagging: set[tuple[str, int]] = set()
+        self._judged: set[tuple[str, str]] = set()
 
     def serve(self, settings: Settings) -> "Telemetry":
         if settings.metrics_port is None:
@@ -101,6 +108,18 @@ class Telemetry:
         for (topic, partition), lag in lags.items():
             self.consumer_lag.labels(topic, str(partition)).set(lag)
         self._lagging = set(lags)
+
+    def drift(self, rows: Iterable) -> None:
+        """The drift check's judgements (``DriftRow``: lang, measure, value, alarm). A (language, measure) that was
+        not judged this time is dropped: a stale value would keep an alert on that no evidence supports."""
+        judged = {(row.lang, row.measure): row for row in rows if row.value is not None}
+        for lang, measure in self._judged - judged.keys():
+            self.drift_value.remove(lang, measure)
+            self.drift_alarm.remove(lang, measure)
+        for (lang, measure), row in judged.items():
+            self.drift_value.labels(lang, measure).set(row.value)
+            self.drift_alarm.labels(lang, measure).set(1 if row.alarm else 0)
+        self._judged = set(judged)
 
 
 def consumer_lag(highwaters: Mapping[tuple[str, int], int | None],

@@ -17,6 +17,8 @@ import numpy as np
 
 from shared.classifier.model import StanceClassifier
 from shared.messages import CATEGORIES, Category
+from shared.quantification.estimators import Calibration
+from shared.quantification.evaluation import share_errors, shift_simulation
 from shared.training.data import Example, read_labeled
 from shared.training.metrics import confusion, expected_calibration_error, per_language, scores, to_indices
 
@@ -42,7 +44,9 @@ def bootstrap_difference(correct_a: np.ndarray, correct_b: np.ndarray, resamples
 
 
 def evaluate_csv(classifier: StanceClassifier, data: Path, out: Path, chunk: int = 64,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, calibration: Calibration | None = None) -> dict:
+    """``calibration``: the adapter's (``adapter_calibration``), for the corrected label shares; without it
+    only classify-and-count and its probabilistic variant are reported."""
     from tqdm.auto import tqdm
 
     examples = read_labeled([data])
@@ -70,6 +74,9 @@ def evaluate_csv(classifier: StanceClassifier, data: Path, out: Path, chunk: int
         "model_id": classifier.model_id,
         "data": str(data),
     }
+    metrics["quantification"] = share_errors(probs, y_true, langs, calibration)
+    if calibration is not None:
+        metrics["quantification"]["shift_simulation"] = shift_simulation(probs, y_true, calibration)
     if all(p in {label.value for label in Category} for p in paper):
         y_paper = to_indices(paper)
         metrics["paper"] = scores(y_true, y_paper) | {"per_language": per_language(langs, y_true, y_paper)}
@@ -77,11 +84,24 @@ def evaluate_csv(classifier: StanceClassifier, data: Path, out: Path, chunk: int
         metrics["accuracy_minus_paper"] = {"estimate": metrics["accuracy"] - metrics["paper"]["accuracy"],
                                            "ci95": [low, high]}
     out.mkdir(parents=True, exist_ok=True)
+    _write_predictions(out / "predictions.csv", examples, probs)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     _plot_confusion(metrics, out / "confusion.png")
     _plot_languages(metrics, out / "per_language.png")
     (out / "report.md").write_text(render_report(metrics))
     return metrics
+
+
+def _write_predictions(path: Path, examples: list[Example], probs: np.ndarray) -> None:
+    """One row per tweet: its id, language, true and predicted label, the four probabilities, and whether the
+    prediction was right, so the errors can be read one by one."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["id", "lang", "label", "predicted", *(f"p_{c.value}" for c in CATEGORIES), "correct"])
+        for ex, row in zip(examples, probs):
+            predicted = CATEGORIES[int(row.argmax())]
+            writer.writerow([ex.id, ex.lang, ex.label.value, predicted.value, *(f"{p:.4f}" for p in row),
+                             int(predicted is ex.label)])
 
 
 def render_report(m: dict) -> str:
@@ -107,8 +127,33 @@ def render_report(m: dict) -> str:
             p = paper["per_language"][lang]["accuracy"]
             extra = f" {p:.3f} | {row['accuracy'] - p:+.3f} |"
         lines.append(f"| {lang} | {row['n']} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} |{extra}")
+    lines += _quantification_lines(m["quantification"])
     lines += ["", "![confusion matrix](confusion.png)", "", "![per-language accuracy](per_language.png)", ""]
     return "\n".join(lines)
+
+
+def _quantification_lines(q: dict) -> list[str]:
+    lines = ["", "## Label shares per language", ""]
+    if q["estimator"] is None:
+        return lines + [f"Classify-and-count mean absolute share error {q['cc_mae']:.3f}; the adapter has no "
+                        "calibration, so no corrected estimate."]
+    name = q["estimator"]
+    lines += [f"Mean absolute error of the four shares, averaged over languages: classify-and-count "
+              f"{q['cc_mae']:.3f}, {name.upper()} {q['corrected_mae']:.3f} (calibration: {q['calibration']}); "
+              f"{name.upper()} closer in {q['languages_corrected_better']} of {len(q['per_language'])} languages.",
+              "", "| language | n | " + " | ".join(f"{e.upper()} error" for e in q["mae"]) + " |",
+              "|---|---|" + "---|" * len(q["mae"])]
+    for lang, row in q["per_language"].items():
+        lines.append(f"| {lang} | {row['n']} | " + " | ".join(f"{row[f'{e}_mae']:.3f}" for e in q["mae"]) + " |")
+    sim = q.get("shift_simulation")
+    if sim:
+        lines += ["", f"Simulated mixes ({sim['draws']} groups each, drawn from these tweets): estimated anti share",
+                  "", "| true anti share | " + " | ".join(e.upper() for e in q["mae"]) + " |",
+                  "|---|" + "---|" * len(q["mae"])]
+        for row in sim["rows"]:
+            lines.append(f"| {row['anti_share']:.2f} | "
+                         + " | ".join(f"{row[e]['anti_estimate']:.3f}" for e in q["mae"]) + " |")
+    return lines
 
 
 def _plot_confusion(m: dict, path: Path) -> None:

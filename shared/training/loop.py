@@ -29,6 +29,7 @@ from shared.classifier.scoring import (
     LINKS_AND_MENTIONS, hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
 )
 from shared.messages import CATEGORIES
+from shared.quantification.estimators import CALIBRATION_FILE, Calibration
 from shared.settings import Quantization, Settings
 from shared.training.checkpoint import WeightAverage, load_checkpoint, save_checkpoint
 from shared.training.config import TrainConfig, TrainResult
@@ -156,7 +157,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         model.eval()
         if average is not None:
             average.swap()  # score (and keep, if best) the averaged weights
-        metrics, _ = evaluate(classifier, dev_set, dev_probs())
+        metrics, probs = evaluate(classifier, dev_set, dev_probs())
         entry = {"step": step, "epoch": round(step / steps_per_epoch, 2), "dev_accuracy": metrics["accuracy"],
                  "dev_macro_f1": metrics["macro_f1"], "elapsed_s": round(time.time() - started)}
         state["history"].append(entry)
@@ -164,6 +165,9 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         if improved:
             state["best_f1"], state["bad_evals"], state["best_metrics"] = metrics["macro_f1"], 0, metrics
             save_adapter(best_dir)
+            # The kept weights' behaviour on tweets they never trained on: what corrects their label shares.
+            Calibration.measure(probs, to_indices([ex.label for ex in dev_set]),
+                                f"dev split, {len(dev_set)} tweets").save(best_dir / CALIBRATION_FILE)
         else:
             state["bad_evals"] += 1
         if average is not None:

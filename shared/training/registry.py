@@ -19,6 +19,7 @@ from pathlib import Path
 from shared.classifier.adapters import ADAPTER_METADATA, BASE_VERSION, check_adapter, read_adapter_metadata
 from shared.errors import StancestreamError
 from shared.messages import utcnow
+from shared.quantification.estimators import Calibration, adapter_calibration
 from shared.store.base import Store, as_utc_datetime
 from shared.store.queries.adapters import adapter_rows, insert_adapter_row, last_adapter_update
 
@@ -89,6 +90,13 @@ class AdapterRegistry:
         if announced_path is not None and Path(announced_path).resolve() != path:
             raise RegistryError(f"the event names {announced_path}, the registry {record.path}")
         return record
+
+    def calibration(self, version: str) -> Calibration | None:
+        """The calibration ``version`` was installed with (None: unknown version, or an adapter without one)."""
+        try:
+            return adapter_calibration(Path(self.get(version).path))
+        except RegistryError:
+            return None
 
     def active(self) -> AdapterRecord | None:
         active = [r for r in self.records() if r.status is AdapterStatus.active]

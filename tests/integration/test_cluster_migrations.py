@@ -84,9 +84,9 @@ def test_the_rendered_schema_runs_on_a_one_shard_cluster(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads(result.stdout.strip().splitlines()[-1])
 
-    assert seen["migrated"] == [1, 2, 3, 4, 5]
+    assert seen["migrated"] == [1, 2, 3, 4, 5, 6, 7]
     for table in ("tweets", "classifications", "dead_letters", "labels", "holdout", "adapters", "adapter_runs",
-                  "replay_runs"):  # under the names the code uses: a Distributed table over the local one
+                  "replay_runs", "label_shares", "drift"):  # under the names the code uses: a Distributed table over the local one
         assert seen["engines"][table].startswith(f"Distributed('{CLUSTER}', 'default', '{table}_local', "), table
         assert "MergeTree" in seen["engines"][f"{table}_local"], table
     assert seen["engines"]["classifications"].endswith("cityHash64(tweet_id))")
@@ -94,7 +94,7 @@ def test_the_rendered_schema_runs_on_a_one_shard_cluster(tmp_path):
     assert (seen["written"], seen["final"], seen["hourly_view"], seen["latest"]) == (22, 15, 15, 10)
     assert seen["live"] == 10 and seen["dead_letters"] == 3
 
-    assert seen["rolled_back"] == [5, 4]
+    assert seen["rolled_back"] == [7, 6, 5, 4]
     assert seen["hourly_engine_after_rollback"].startswith(f"Distributed('{CLUSTER}', 'default', "
                                                            "'classifications_hourly_local'")
     assert seen["hourly_rebuilt"] == 15  # from classifications FINAL, through both Distributed tables
@@ -102,7 +102,7 @@ def test_the_rendered_schema_runs_on_a_one_shard_cluster(tmp_path):
     assert seen["dead_letters_after_rollback"] == 3  # copied through the EXCHANGE of the local tables
     assert seen["rolled_back_further"] == [3]
     assert seen["replay_run_after_rollback"] == []  # dropped from the local and the Distributed table
-    assert seen["reapplied"] == [3, 4, 5]
+    assert seen["reapplied"] == [3, 4, 5, 6, 7]
     # the old key could not keep the feeder's origin (l:1, offset -1 -> 0): what 0004 down says it loses
     assert seen["dead_letters_reapplied"] == [["kafka:tweets.raw:0:0"], ["kafka:tweets.raw:0:1"],
                                               ["kafka:tweets.raw:0:2"]]

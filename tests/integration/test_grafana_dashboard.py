@@ -16,9 +16,12 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shared.messages import Category, Classification, Probabilities, Tweet
+from shared.quantification.estimators import Calibration
+from shared.quantification.live import refresh_label_shares
 from shared.store.sinks import ClickHouseSink
 
 pytestmark = pytest.mark.clickhouse
@@ -193,6 +196,10 @@ ROWS = [
 ]
 
 
+# An adapter whose errors are even: the correction moves shares only by what the probabilities say.
+CALIBRATION = Calibration.measure(np.eye(4) * 0.7 + 0.075, np.arange(4), "hand-made")
+
+
 def _probabilities(label: Category, confidence: float) -> Probabilities:
     rest = (1 - confidence) / 3
     return Probabilities(**{c.name: confidence if c is label else rest for c in Category})
@@ -212,6 +219,8 @@ def known_store(store):
                                   model_id="tiny@0", classified_at=classified, latency_ms=250.0, replay_run=run)
         for tweet_id, lang, label, _, confidence, version, classified, run in ROWS]
     ClickHouseSink(store).write(list(tweets.values()), classifications, [])
+    # the corrected-share panel reads what the trainer service computes from those rows
+    refresh_label_shares(store, lambda version: CALIBRATION, "hour", START - timedelta(days=1), resamples=50)
     return store
 
 
@@ -339,6 +348,18 @@ def test_confidence_distribution(known_store):
 def test_adapter_versions_over_time(known_store):
     # by classification time: v1 until the swap, v2 after; the replay (v2 at 11:00) is not the live stream
     assert run(known_store, "Adapter versions over time A") == [(_hour(9), "v1", 10), (_hour(10), "v2", 2)]
+
+
+def test_corrected_anti_share_with_its_interval_and_the_counted_one(known_store):
+    rows = run(known_store, "Anti-immigration share, corrected A")
+    at_9 = {series: share for t, series, share in rows if t == _hour(9)}
+    # English at 9: e1-e3 predicted anti of six live tweets; German: none of four
+    assert at_9["en v1 counted"] == pytest.approx(0.5) and at_9["de v1 counted"] == 0
+    for lang in ("en", "de"):
+        low, share, high = (at_9[f"{lang} v1 {k}"] for k in ("95% low", "corrected", "95% high"))
+        assert low <= share + 1e-6 and share <= high + 1e-6
+    assert {series.split()[0] for _, series, _ in rows} == {"de", "en"}  # no fr: outside the range
+    assert {t for t, *_ in rows} == {_hour(9), _hour(10)}
 
 
 def test_the_time_range_filters(known_store):

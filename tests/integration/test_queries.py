@@ -137,3 +137,18 @@ def test_queries_q9_live_latency_per_hour(known_store):
 def test_queries_q10_adapter_timeline(known_store):
     rows = _run(known_store, "Q10")
     assert [r[:4] for r in rows] == [("v1", "retired", None, None), ("v2", "active", "v1", "v1")]
+
+
+def test_queries_q11_corrected_shares_read_the_latest_computation(known_store):
+    from shared.store.queries.shares import LABEL_SHARE_COLUMNS
+
+    day, earlier, later = datetime(2026, 11, 3, tzinfo=UTC), datetime(2026, 11, 4, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)
+    rows = [("day", day, "en", "v1", "anti-immigration", 5, 0.4, 0.3, 0.2, 0.45, "pacc", "dev split", earlier),
+            ("day", day, "en", "v1", "anti-immigration", 6, 0.5, 0.35, 0.25, 0.5, "pacc", "dev split", later),
+            ("day", day, "en", "v1", "pro-immigration", 6, 0.2, 0.3, 0.1, 0.4, "pacc", "dev split", later),
+            ("hour", day, "en", "v1", "anti-immigration", 6, 0.9, 0.9, 0.9, 0.9, "pacc", "dev split", later),
+            ("day", day, "de", "v0", "anti-immigration", 2, 0.5, None, None, None, "cc", "", later)]
+    known_store.insert("label_shares", rows, LABEL_SHARE_COLUMNS)
+    result = [(r[0].date(), *r[1:]) for r in _run(known_store, "Q11")]
+    assert result == [(day.date(), "de", "v0", 2, 0.5, None, None, None),
+                      (day.date(), "en", "v1", 6, 0.5, 0.35, 0.25, 0.5)]

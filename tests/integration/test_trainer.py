@@ -11,6 +11,7 @@ import shutil
 import threading
 import urllib.request
 
+import numpy as np
 import pytest
 
 from labeled import TINY_RECIPE, labeled_rows, write_labeled_csv
@@ -150,6 +151,11 @@ def test_hot_swap_trainer_promotes_v2_and_the_running_worker_switches_mid_stream
     assert run[0]["labels"] == 48 and run[0]["train_examples"] + run[0]["holdout_examples"] == 48
     assert json.loads(run[0]["candidate_metrics"])["n"] == run[0]["holdout_examples"] == cycle.holdout_examples
     assert "macro_f1" in json.loads(run[0]["active_metrics"])
+    # the promoted adapter carries its errors measured on the frozen holdout, for corrected label shares
+    calibration = registry.calibration("v2")
+    assert calibration is not None and calibration.n == cycle.holdout_examples
+    assert calibration.source.startswith("frozen holdout")
+    assert np.allclose(calibration.soft.sum(axis=1), 1, atol=1e-4)
 
 
 def test_gate_rejects_a_worse_candidate_records_why_and_keeps_the_active_version(

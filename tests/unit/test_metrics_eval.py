@@ -71,3 +71,40 @@ def test_eval_writes_metrics_report_and_plots(tmp_path, tiny_classifier):
     for name in ("report.md", "confusion.png", "per_language.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     assert "| id | 8 |" in (tmp_path / "out" / "report.md").read_text()
+    # one row per tweet, its probabilities and its correctness as the metrics counted them
+    with open(tmp_path / "out" / "predictions.csv", newline="") as handle:
+        predictions = list(csv.DictReader(handle))
+    assert [p["id"] for p in predictions] == [r["id"] for r in rows]
+    assert all(abs(sum(float(p[f"p_{c}"]) for c in labels) - 1) < 1e-3 for p in predictions)
+    assert all(p["predicted"] == max(labels, key=lambda c: float(p[f"p_{c}"])) for p in predictions)
+    assert sum(int(p["correct"]) for p in predictions) / 24 == pytest.approx(saved["accuracy"])
+    # no calibration given: counted shares only, against the true shares per language
+    quant = saved["quantification"]
+    assert quant["estimator"] is None and set(quant["per_language"]) == {"en", "es", "id"}
+    english = [r for r in rows if r["lang"] == "en"]
+    true_pro = sum(r["label"] == "pro-immigration" for r in english) / len(english)
+    assert quant["per_language"]["en"]["true"][0] == pytest.approx(true_pro, abs=1e-4)
+    counted_pro = sum(p["predicted"] == "pro-immigration" for p in predictions if p["lang"] == "en") / len(english)
+    assert quant["per_language"]["en"]["cc"][0] == pytest.approx(counted_pro, abs=1e-4)
+
+
+@pytest.mark.model
+def test_eval_with_a_calibration_reports_corrected_shares_and_the_shift_simulation(tmp_path, tiny_classifier):
+    from shared.quantification.estimators import Calibration
+
+    data = tmp_path / "labeled.csv"
+    labels = ["pro-immigration", "anti-immigration", "neutral", "unrelated"]
+    with open(data, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["id", "lang", "label", "text"])
+        writer.writeheader()
+        writer.writerows({"id": str(i), "lang": "en", "label": labels[i % 4], "text": f"border talk number {i}"}
+                         for i in range(16))
+    calibration = Calibration(np.eye(4), np.eye(4), np.full(4, 0.25), 40, "hand-made")
+    metrics = evaluate_csv(tiny_classifier, data, tmp_path / "out", progress=False, calibration=calibration)
+    quant = metrics["quantification"]
+    assert quant["estimator"] == "sld" and quant["calibration"] == "hand-made"
+    assert set(quant["mae"]) == {"cc", "pcc", "acc", "pacc", "sld", "pacc-s"}
+    # an identity calibration makes the adjusted counts the plain ones
+    assert quant["per_language"]["en"]["acc"] == pytest.approx(quant["per_language"]["en"]["cc"], abs=1e-4)
+    assert [row["anti_share"] for row in quant["shift_simulation"]["rows"]] == [0.1, 0.2, 0.35, 0.5]
+    assert "Label shares per language" in (tmp_path / "out" / "report.md").read_text()

@@ -24,6 +24,8 @@ class MonitorSnapshot:
     dead_letters_total: int = 0
     active_adapter: str | None = None
     last_training: dict | None = None
+    corrected: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # lang -> label -> [share, low, high]
+    drift: list[dict] = field(default_factory=list)  # the drift alarms on: lang, measure, value, threshold, …
 
     @classmethod
     def read(cls, store: Store, window_s: int) -> "MonitorSnapshot":

@@ -1,0 +1,1 @@
+DROP TABLE IF EXISTS label_shares;
