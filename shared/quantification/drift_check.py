@@ -10,7 +10,6 @@ adapter classified it: pinning a period before a promotion compares the new adap
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,6 +21,7 @@ from shared.classifier.langid import normalize_lang
 from shared.quantification.drift import (
     CONFIDENCE_EDGES, DriftMonitor, DriftResult, DriftRow, DriftThresholds, WindowStats,
 )
+from shared.quantification.periodic import periodically
 from shared.settings import Settings
 from shared.store.base import Store
 from shared.store.queries.drift import active_adapter, drift_alarms, window_counts, write_drift
@@ -115,14 +115,14 @@ async def watch_drift(store: Store, config: DriftConfig,
                       publish: Callable[[list[DriftRow]], None] | None = None) -> None:
     """Every ``interval_s``, check drift and ``publish`` the rows (the trainer's Prometheus gauges). ``store`` must
     be this loop's own connection: a check runs in a thread beside the trainer's cycles."""
-    monitor = None
-    while True:
-        try:
-            if monitor is None:
-                monitor = await asyncio.to_thread(open_drift_monitor, store, config)
-            result = await asyncio.to_thread(check_drift, store, monitor, config, training_languages_of)
-            if publish is not None:
-                publish(result.rows)
-        except Exception as exc:  # a check that failed is retried next time; the trainer goes on
-            log.warning("drift check failed: %s", exc)
-        await asyncio.sleep(interval_s)
+    monitor: DriftMonitor | None = None
+
+    def check() -> None:
+        nonlocal monitor
+        if monitor is None:
+            monitor = open_drift_monitor(store, config)
+        result = check_drift(store, monitor, config, training_languages_of)
+        if publish is not None:
+            publish(result.rows)
+
+    await periodically("drift check", interval_s, check)

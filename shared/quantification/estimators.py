@@ -160,8 +160,8 @@ def estimate(name: str, probs: np.ndarray, calibration: Calibration | None) -> n
 
 def shrunk_pacc(probs: np.ndarray, calibration: Calibration, resamples: int = 30, seed: int = 0) -> np.ndarray:
     """PACC-S (module docstring)."""
-    pacc = simplex_least_squares(calibration.soft, probabilistic_cc(probs))
     pcc = probabilistic_cc(probs)
+    pacc = simplex_least_squares(calibration.soft, pcc)
     if len(probs) < 2:
         return pcc
     rng = np.random.default_rng(seed)

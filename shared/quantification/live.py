@@ -4,8 +4,6 @@ probabilities, written to the ``label_shares`` table. Each adapter version is co
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from datetime import datetime, timedelta, timezone
 from typing import Callable
 
@@ -13,22 +11,22 @@ import numpy as np
 
 from shared.messages import CATEGORIES
 from shared.quantification.estimators import DEFAULT, Calibration, bootstrap, estimate
+from shared.quantification.periodic import periodically
 from shared.store.base import Store
 from shared.store.queries.shares import bucket_probabilities, window_probabilities, write_label_shares
-
-log = logging.getLogger(__name__)
 
 #: What a scheduled refresh recomputes: each granularity's buckets of tweets created in this many days.
 REFRESH_DAYS = {"hour": 2, "day": 2, "week": 14}
 
 
-def _interval(probs: np.ndarray, calibration: Calibration, estimator: str, point: np.ndarray, resamples: int
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """The 95% percentile bootstrap interval, widened to contain the point estimate: on a few tweets a
-    non-linear estimator's resamples can all fall on one side of it, and an interval that excludes the number
-    shown beside it would mislead more than a slightly wider one."""
+def corrected_shares(probs: np.ndarray, calibration: Calibration, estimator: str, resamples: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The corrected shares and their 95% percentile bootstrap interval, widened to contain the estimate: on a
+    few tweets a non-linear estimator's resamples can all fall on one side of it, and an interval that excludes
+    the number shown beside it would mislead more than a slightly wider one."""
+    shares = estimate(estimator, probs, calibration)
     low, high = bootstrap(probs, lambda p: estimate(estimator, p, calibration), resamples=resamples)
-    return np.minimum(low, point), np.maximum(high, point)
+    return shares, np.minimum(low, shares), np.maximum(high, shares)
 
 
 def refresh_label_shares(store: Store, calibration_of: Callable[[str], Calibration | None], granularity: str,
@@ -45,8 +43,7 @@ def refresh_label_shares(store: Store, calibration_of: Callable[[str], Calibrati
         counted = estimate("cc", probs, None)
         corrected = low = high = None
         if calibration is not None:
-            corrected = estimate(estimator, probs, calibration)
-            low, high = _interval(probs, calibration, estimator, corrected, resamples)
+            corrected, low, high = corrected_shares(probs, calibration, estimator, resamples)
         for k, label in enumerate(CATEGORIES):
             rows.append((granularity, bucket, lang, version, label.value, len(probs), float(counted[k]),
                          None if corrected is None else float(corrected[k]),
@@ -70,8 +67,7 @@ def window_shares(store: Store, calibration_of: Callable[[str], Calibration | No
         if len(versions) != 1 or (calibration := calibration_of(versions[0][0])) is None:
             continue
         probs = np.asarray(versions[0][1], dtype=np.float64)
-        shares = estimate(estimator, probs, calibration)
-        low, high = _interval(probs, calibration, estimator, shares, resamples)
+        shares, low, high = corrected_shares(probs, calibration, estimator, resamples)
         out[lang] = {label.value: [round(float(shares[k]), 4), round(float(low[k]), 4), round(float(high[k]), 4)]
                      for k, label in enumerate(CATEGORIES)}
     return out
@@ -81,12 +77,9 @@ async def refresh_shares(store: Store, calibration_of: Callable[[str], Calibrati
                          interval_s: float) -> None:
     """Every ``interval_s``, recompute the recent buckets of ``label_shares``. ``store`` must be this loop's
     own connection: a refresh runs in a thread beside the trainer's cycles."""
-    while True:
+    def refresh() -> None:
         now = datetime.now(timezone.utc)
-        try:
-            for granularity, days in REFRESH_DAYS.items():
-                await asyncio.to_thread(refresh_label_shares, store, calibration_of, granularity,
-                                        now - timedelta(days=days))
-        except Exception as exc:  # a refresh that failed is retried next time; the trainer goes on
-            log.warning("label_shares refresh failed: %s", exc)
-        await asyncio.sleep(interval_s)
+        for granularity, days in REFRESH_DAYS.items():
+            refresh_label_shares(store, calibration_of, granularity, now - timedelta(days=days))
+
+    await periodically("label_shares refresh", interval_s, refresh)

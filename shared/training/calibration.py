@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from shared.classifier.adapters import read_adapter_metadata
 from shared.classifier.model import StanceClassifier
 from shared.quantification.estimators import CALIBRATION_FILE, Calibration
@@ -36,10 +38,15 @@ def dev_split_of(adapter_dir: Path, root: Path = Path(".")) -> list[Example]:
     return dev
 
 
-def calibrate(classifier: StanceClassifier, examples: list[Example], adapter_dir: Path, source: str) -> Calibration:
-    """Measure on ``examples`` and save beside the adapter's weights."""
-    probs = classifier.predict_proba([ex.text for ex in examples])
+def save_calibration(probs: np.ndarray, examples: list[Example], adapter_dir: Path, source: str) -> Calibration:
+    """The calibration of ``probs`` against the examples' labels, saved beside the adapter's weights; ``source``
+    names the examples ("dev split", "frozen holdout", a CSV)."""
     calibration = Calibration.measure(probs, to_indices([ex.label for ex in examples]),
                                       f"{source}, {len(examples)} tweets")
     calibration.save(adapter_dir / CALIBRATION_FILE)
     return calibration
+
+
+def calibrate(classifier: StanceClassifier, examples: list[Example], adapter_dir: Path, source: str) -> Calibration:
+    """Measure on ``examples`` and save beside the adapter's weights."""
+    return save_calibration(classifier.predict_proba([ex.text for ex in examples]), examples, adapter_dir, source)

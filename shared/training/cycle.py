@@ -21,15 +21,14 @@ from typing import Any, Callable
 from shared.classifier.adapters import BASE_VERSION, read_adapter_metadata
 from shared.classifier.model import StanceClassifier
 from shared.messages import AdapterAction, AdapterEvent, Label, utcnow
-from shared.quantification.estimators import CALIBRATION_FILE, Calibration
 from shared.settings import Settings
 from shared.store.base import Store
 from shared.store.queries.adapters import insert_adapter_run, last_training_started
 from shared.store.queries.labels import count_labels, freeze_holdout, holdout_ids, load_labels
+from shared.training.calibration import save_calibration
 from shared.training.config import TrainConfig
 from shared.training.data import example_of, stratified_split
 from shared.training.evaluation import evaluate
-from shared.training.metrics import to_indices
 from shared.training.loop import train
 from shared.training.registry import AdapterRecord, AdapterRegistry
 
@@ -162,8 +161,7 @@ class Trainer:
         classifier.switch_adapter(Path(candidate.path))
         report.candidate_metrics, probs = evaluate(classifier, holdout)
         # The frozen holdout is what the candidate never trained on, and larger than its dev split.
-        Calibration.measure(probs, to_indices([ex.label for ex in holdout]),
-                            f"frozen holdout, {len(holdout)} tweets").save(Path(candidate.path) / CALIBRATION_FILE)
+        save_calibration(probs, holdout, Path(candidate.path), "frozen holdout")
         metrics = {"holdout": report.candidate_metrics, "dev": result.dev_metrics}
 
         passed, report.reason = gate(report.candidate_metrics, report.active_metrics, self.settings)

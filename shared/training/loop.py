@@ -29,9 +29,9 @@ from shared.classifier.scoring import (
     LINKS_AND_MENTIONS, hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
 )
 from shared.messages import CATEGORIES
-from shared.quantification.estimators import CALIBRATION_FILE, Calibration
 from shared.settings import Quantization, Settings
 from shared.training.checkpoint import WeightAverage, load_checkpoint, save_checkpoint
+from shared.training.calibration import save_calibration
 from shared.training.config import TrainConfig, TrainResult
 from shared.training.data import Example, class_weights, data_digest, stratified_split
 from shared.training.evaluation import evaluate
@@ -166,8 +166,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
             state["best_f1"], state["bad_evals"], state["best_metrics"] = metrics["macro_f1"], 0, metrics
             save_adapter(best_dir)
             # The kept weights' behaviour on tweets they never trained on: what corrects their label shares.
-            Calibration.measure(probs, to_indices([ex.label for ex in dev_set]),
-                                f"dev split, {len(dev_set)} tweets").save(best_dir / CALIBRATION_FILE)
+            save_calibration(probs, dev_set, best_dir, "dev split")
         else:
             state["bad_evals"] += 1
         if average is not None:

@@ -119,3 +119,26 @@ def test_share_errors_per_language_and_the_shift_simulation():
     low, high = sim["rows"]
     assert high["pacc"]["anti_estimate"] - low["pacc"]["anti_estimate"] == pytest.approx(0.3, abs=0.05)
     assert high["cc"]["mae"] > high["pacc"]["mae"]
+
+
+def test_a_periodic_side_job_that_fails_is_logged_and_run_again(caplog):
+    import asyncio
+
+    from shared.quantification.periodic import periodically
+
+    calls = []
+
+    def step():
+        calls.append(len(calls))
+        if len(calls) == 1:
+            raise RuntimeError("store away")
+
+    async def three_runs():
+        job = asyncio.create_task(periodically("label_shares refresh", 0.01, step))
+        while len(calls) < 3:
+            await asyncio.sleep(0.01)
+        job.cancel()
+
+    asyncio.run(three_runs())
+    assert len(calls) >= 3
+    assert [r.getMessage() for r in caplog.records] == ["label_shares refresh failed: store away"]
