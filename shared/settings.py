@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -149,6 +150,11 @@ class Settings(BaseSettings):
     trainer_cron: str | None = Field(None, description="cron expression for trainer cycles, e.g. `0 3 * * *`")
     shares_interval_s: float = Field(
         300, gt=0, description="seconds between the trainer service's refreshes of the label_shares table")
+    # The names of shared.quantification.estimators' corrected estimators; a test keeps the two lists equal.
+    share_estimator: Literal["acc", "pacc", "sld", "pacc-s", "cpcc", "sld-bcts"] = Field(
+        "cpcc", description="corrected estimator of label shares (label_shares, shares, monitor): cpcc is closest "
+                            "on natural mixes; sld-bcts or pacc follow large shifts of the mix better "
+                            "(docs/quantification.md)")
     # The drift alarm (shared/quantification/drift.py): the live stream of the last window against a reference.
     drift_interval_s: float = Field(
         300, gt=0, description="seconds between the trainer service's drift checks (the drift table)")

@@ -1,7 +1,7 @@
 """Live numbers over a sliding window of live tweets, read from ClickHouse (works while `stancestream run` is up, or
 against a ClickHouse server): ingest rate, latency p50/p95, per-language label mix with the anti-immigration share
-counted and corrected for the adapter's measured errors (SLD, 95% bootstrap interval), dead letters, the active
-adapter and the last trainer run. Ctrl-C quits."""
+counted and corrected for the adapter's measured errors (STANCESTREAM_SHARE_ESTIMATOR, default CPCC; 95%
+bootstrap interval), dead letters, the active adapter and the last trainer run. Ctrl-C quits."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ def run(args, settings) -> int:
     store = open_migrated_store(settings)
     calibration_of = open_registry(settings, store, seed=False).calibration
     if args.once:
-        snapshot = read_snapshot(store, args.window, calibration_of)
+        snapshot = read_snapshot(store, args.window, calibration_of, settings.share_estimator)
         if args.json:
             print(json.dumps(snapshot.as_json(), default=str, indent=1))
         else:
             Console().print(render_snapshot(snapshot))
         return 0
-    watch(store, args.window, args.interval, calibration_of)  # until Ctrl-C, which main turns into exit code 130
+    watch(store, args.window, args.interval, calibration_of, settings.share_estimator)  # until Ctrl-C, which main turns into exit code 130
     return 0

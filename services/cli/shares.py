@@ -1,5 +1,5 @@
-"""Label shares per language and time bucket, counted and corrected for the adapter's measured errors (SLD, with
-a 95% bootstrap interval; see docs/queries.md). Recomputes the `label_shares` table for tweets created in the
+"""Label shares per language and time bucket, counted and corrected for the adapter's measured errors (by
+STANCESTREAM_SHARE_ESTIMATOR, default CPCC, with a 95% bootstrap interval; see docs/quantification.md). Recomputes the `label_shares` table for tweets created in the
 last --days, then prints the anti-immigration share per language and bucket. The trainer service refreshes the
 table on its own schedule too."""
 
@@ -15,6 +15,8 @@ def arguments(parser) -> None:
     parser.add_argument("--by", choices=("hour", "day", "week"), default="day", help="bucket width (default day)")
     parser.add_argument("--days", type=float, default=7, help="recompute buckets of the last N days (default 7)")
     parser.add_argument("--resamples", type=int, default=200, help="bootstrap resamples per bucket (default 200)")
+    parser.add_argument("--estimator", choices=("acc", "pacc", "sld", "pacc-s", "cpcc", "sld-bcts"),
+                        help="corrected estimator (default: STANCESTREAM_SHARE_ESTIMATOR, cpcc)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
@@ -29,7 +31,8 @@ def run(args, settings) -> int:
     store = open_migrated_store(settings)
     registry = open_registry(settings, store)
     since = datetime.now(timezone.utc) - timedelta(days=args.days)
-    groups = refresh_label_shares(store, registry.calibration, args.by, since, resamples=args.resamples)
+    groups = refresh_label_shares(store, registry.calibration, args.by, since, resamples=args.resamples,
+                                  estimator=args.estimator or settings.share_estimator)
     rows = read_label_shares(store, args.by, since)
     if args.json:
         print(json.dumps(rows, default=str, indent=1))

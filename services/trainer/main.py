@@ -36,7 +36,8 @@ async def _serve(settings: Settings) -> int:
     shares = open_registry(settings, open_migrated_store(settings), seed=False)  # its own connection
     drift = open_registry(settings, open_migrated_store(settings), seed=False)  # and the drift check its own
     schedule = asyncio.gather(run_schedule(trainer),
-                              refresh_shares(shares.store, shares.calibration, settings.shares_interval_s),
+                              refresh_shares(shares.store, shares.calibration, settings.shares_interval_s,
+                                             settings.share_estimator),
                               watch_drift(drift.store, DriftConfig.of(settings),
                                           lambda version: adapter_training_languages(Path(drift.get(version).path)),
                                           settings.drift_interval_s, trainer.telemetry.drift))

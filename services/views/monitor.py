@@ -7,7 +7,7 @@ from typing import Callable
 
 from shared.messages import CATEGORIES
 from shared.quantification.drift import describe
-from shared.quantification.estimators import Calibration
+from shared.quantification.estimators import DEFAULT, Calibration
 from shared.quantification.live import window_shares
 from shared.store.base import Store
 from shared.store.queries.drift import drift_alarms
@@ -45,20 +45,20 @@ def render_snapshot(snapshot: MonitorSnapshot):
     return Group(head, table, drift, last)
 
 
-def read_snapshot(store: Store, window_s: int, calibration_of: Callable[[str], Calibration | None]
-                  ) -> MonitorSnapshot:
+def read_snapshot(store: Store, window_s: int, calibration_of: Callable[[str], Calibration | None],
+                  estimator: str = DEFAULT) -> MonitorSnapshot:
     snapshot = MonitorSnapshot.read(store, window_s)
-    snapshot.corrected = window_shares(store, calibration_of, window_s)
+    snapshot.corrected = window_shares(store, calibration_of, window_s, estimator=estimator)
     snapshot.drift = drift_alarms(store)
     return snapshot
 
 
-def watch(store: Store, window_s: int, interval_s: float, calibration_of: Callable[[str], Calibration | None]
-          ) -> None:
+def watch(store: Store, window_s: int, interval_s: float, calibration_of: Callable[[str], Calibration | None],
+          estimator: str = DEFAULT) -> None:
     """Redraw the snapshot every ``interval_s`` until interrupted."""
     from rich.live import Live
 
-    with Live(render_snapshot(read_snapshot(store, window_s, calibration_of)), refresh_per_second=4) as live:
+    with Live(render_snapshot(read_snapshot(store, window_s, calibration_of, estimator)), refresh_per_second=4) as live:
         while True:
             time.sleep(interval_s)
-            live.update(render_snapshot(read_snapshot(store, window_s, calibration_of)))
+            live.update(render_snapshot(read_snapshot(store, window_s, calibration_of, estimator)))

@@ -15,6 +15,13 @@ the classifier's behaviour measured on labeled tweets it never trained on (``Cal
   group's estimate is w·PACC + (1−w)·PCC with w = d² / (d² + v), d² the squared distance between the two and v
   PACC's variance over bootstrap resamples of the group: where they differ by no more than PACC's own noise, PCC
   is kept; a real shift (d² ≫ v) gets PACC. No parameter to tune (a James–Stein-style weight).
+- **CPCC** (calibrated PCC, Bella et al. 2010): PCC of the probabilities recalibrated on the calibration tweets
+  by bias-corrected temperature scaling (BCTS: softmax(log p / T + b), T and b fitted by maximum likelihood).
+  It undoes the classifier's systematic lean (e.g. pro tweets given anti probability) without dividing by its
+  accuracy, so it stays steady on small groups; it is still biased toward the calibration mix under a shift.
+- **SLD-BCTS** (Alexandari et al. 2020, "maximum likelihood with bias-corrected calibration"): SLD's EM run on
+  the BCTS-recalibrated probabilities, from the calibration tweets' priors — the priors those probabilities
+  actually reflect. Plain SLD assumes calibrated posteriors, which a fine-tuned classifier's are not.
 
 ACC and PACC solve q = Mᵀp by least squares on the probability simplex (p ≥ 0, Σp = 1), so a noisy group
 never yields a negative share. Intervals: ``bootstrap`` resamples the group's tweets.
@@ -30,10 +37,10 @@ from typing import Callable
 import numpy as np
 
 #: Estimator names, in the order they are reported; ``DEFAULT`` is the corrected estimator the product serves,
-#: chosen among acc, pacc, sld and pacc-s by the rule of benchmarks/quantifier_choice.py on the shipped adapter's
+#: chosen among the corrected ones (all but cc and pcc) by the rule of benchmarks/quantifier_choice.py on the shipped adapter's
 #: dev split (docs/quantification.md).
-ESTIMATORS = ("cc", "pcc", "acc", "pacc", "sld", "pacc-s")
-DEFAULT = "sld"
+ESTIMATORS = ("cc", "pcc", "acc", "pacc", "sld", "pacc-s", "cpcc", "sld-bcts")
+DEFAULT = "cpcc"
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,9 @@ class Calibration:
     priors: np.ndarray  # the true shares of the calibration tweets (SLD starts from them)
     n: int
     source: str = ""
+    # BCTS recalibration of the probabilities: softmax(log p / temperature + bias); identity when absent
+    temperature: float = 1.0
+    bias: np.ndarray | None = None
 
     @classmethod
     def measure(cls, probs: np.ndarray, y_true: np.ndarray, source: str = "") -> "Calibration":
@@ -60,16 +70,28 @@ class Calibration:
             else:  # a class the labeled set lacks: assume the classifier gets it right rather than divide by 0
                 hard[i, i] = soft[i, i] = 1.0
         priors = np.bincount(y_true, minlength=k) / max(len(y_true), 1)
-        return cls(hard, soft, priors, int(len(y_true)), source)
+        temperature, bias = fit_bcts(probs, y_true) if len(y_true) else (1.0, np.zeros(k))
+        return cls(hard, soft, priors, int(len(y_true)), source, temperature, bias)
+
+    def recalibrate(self, probs: np.ndarray) -> np.ndarray:
+        """The probabilities recalibrated by the fitted BCTS (unchanged for a calibration saved before it)."""
+        if self.bias is None:
+            return probs
+        return _softmax(np.log(np.clip(probs, 1e-12, None)) / self.temperature + self.bias)
 
     def to_json(self) -> dict:
-        return {"hard": self.hard.round(6).tolist(), "soft": self.soft.round(6).tolist(),
+        data = {"hard": self.hard.round(6).tolist(), "soft": self.soft.round(6).tolist(),
                 "priors": self.priors.round(6).tolist(), "n": self.n, "source": self.source}
+        if self.bias is not None:
+            data["bcts"] = {"temperature": round(self.temperature, 6), "bias": self.bias.round(6).tolist()}
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "Calibration":
+        bcts = data.get("bcts")
         return cls(np.array(data["hard"], dtype=float), np.array(data["soft"], dtype=float),
-                   np.array(data["priors"], dtype=float), int(data["n"]), data.get("source", ""))
+                   np.array(data["priors"], dtype=float), int(data["n"]), data.get("source", ""),
+                   float(bcts["temperature"]) if bcts else 1.0, np.array(bcts["bias"], dtype=float) if bcts else None)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
@@ -77,6 +99,51 @@ class Calibration:
     @classmethod
     def load(cls, path: Path) -> "Calibration":
         return cls.from_json(json.loads(path.read_text()))
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def fit_bcts(probs: np.ndarray, y_true: np.ndarray, ridge: float = 1e-2, iterations: int = 50
+             ) -> tuple[float, np.ndarray]:
+    """Bias-corrected temperature scaling (Alexandari et al. 2020): the a = 1/T and bias b minimising the
+    negative log-likelihood of softmax(a·log p + b) on labeled tweets, by Newton's method (the problem is convex
+    in (a, b)); a small ridge on b keeps it defined when a class is missing and fixes b's free constant."""
+    n, k = probs.shape
+    logp = np.log(np.clip(probs, 1e-12, None))
+    onehot = np.eye(k)[y_true]
+    theta = np.concatenate([[1.0], np.zeros(k)])  # a, b
+
+    def loss(t: np.ndarray) -> float:
+        q = _softmax(t[0] * logp + t[1:])
+        return float(-np.log(np.clip(q[np.arange(n), y_true], 1e-300, None)).sum() + ridge * (t[1:] ** 2).sum())
+
+    current = loss(theta)
+    for _ in range(iterations):
+        q = _softmax(theta[0] * logp + theta[1:])
+        residual = q - onehot
+        grad = np.concatenate([[(residual * logp).sum()], residual.sum(axis=0)]) + np.concatenate(
+            [[0.0], 2 * ridge * theta[1:]])
+        jac = np.concatenate([logp[:, :, None], np.broadcast_to(np.eye(k), (n, k, k))], axis=2)  # n × k × (k+1)
+        cov = q[:, :, None] * np.eye(k) - q[:, :, None] * q[:, None, :]
+        hess = np.einsum("nki,nkl,nlj->ij", jac, cov, jac) + np.diag(np.concatenate([[0.0], np.full(k, 2 * ridge)]))
+        step = np.linalg.solve(hess + 1e-9 * np.eye(k + 1), grad)
+        scale = 1.0
+        while scale > 1e-4 and loss(theta - scale * step) > current:
+            scale /= 2
+        if scale <= 1e-4:
+            break
+        theta = theta - scale * step
+        updated = loss(theta)
+        if current - updated < 1e-9:
+            current = updated
+            break
+        current = updated
+    a = max(float(theta[0]), 1e-3)
+    return 1.0 / a, theta[1:]
 
 
 def simplex_least_squares(matrix: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -155,6 +222,10 @@ def estimate(name: str, probs: np.ndarray, calibration: Calibration | None) -> n
         return sld(probs, calibration.priors)
     if name == "pacc-s":
         return shrunk_pacc(probs, calibration)
+    if name == "cpcc":
+        return probabilistic_cc(calibration.recalibrate(probs))
+    if name == "sld-bcts":
+        return sld(calibration.recalibrate(probs), calibration.priors)
     raise ValueError(f"unknown estimator {name!r}; one of {', '.join(ESTIMATORS)}")
 
 

@@ -74,12 +74,12 @@ def window_shares(store: Store, calibration_of: Callable[[str], Calibration | No
 
 
 async def refresh_shares(store: Store, calibration_of: Callable[[str], Calibration | None],
-                         interval_s: float) -> None:
+                         interval_s: float, estimator: str = DEFAULT) -> None:
     """Every ``interval_s``, recompute the recent buckets of ``label_shares``. ``store`` must be this loop's
     own connection: a refresh runs in a thread beside the trainer's cycles."""
     def refresh() -> None:
         now = datetime.now(timezone.utc)
         for granularity, days in REFRESH_DAYS.items():
-            refresh_label_shares(store, calibration_of, granularity, now - timedelta(days=days))
+            refresh_label_shares(store, calibration_of, granularity, now - timedelta(days=days), estimator=estimator)
 
     await periodically("label_shares refresh", interval_s, refresh)

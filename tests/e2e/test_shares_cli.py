@@ -8,6 +8,7 @@ import pytest
 
 from commands import cli_env, run_cli
 from labeled import write_labeled_csv
+from shared.quantification.estimators import DEFAULT
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.model]
 
@@ -24,6 +25,7 @@ def test_calibrate_then_shares_and_monitor_correct_the_counted_shares(tmp_path, 
     assert done.returncode == 0, done.stderr
     calibration = json.loads((adapter / "quantification.json").read_text())
     assert calibration["n"] == sum(1 for _ in open(labeled)) - 1 and str(labeled) in calibration["source"]
+    assert calibration["bcts"]["temperature"] > 0 and len(calibration["bcts"]["bias"]) == 4
 
     # live tweets of today classified by v1 (the registry seeds v1 from the calibrated adapter), and a replay
     assert run_cli("migrate", env=env).returncode == 0
@@ -39,7 +41,7 @@ def test_calibrate_then_shares_and_monitor_correct_the_counted_shares(tmp_path, 
     rows = {r["label"]: r for r in json.loads(shares.stdout) if r["lang"] == "tr"}
     anti = rows["anti-immigration"]
     assert anti["tweets"] == 12 and anti["counted_share"] == 1.0  # the replay is not the live stream
-    assert anti["estimator"] == "sld" and anti["corrected_share"] is not None
+    assert anti["estimator"] == DEFAULT and anti["corrected_share"] is not None
     assert anti["corrected_low"] <= anti["corrected_share"] <= anti["corrected_high"]
     assert sum(r["corrected_share"] for r in rows.values()) == pytest.approx(1.0, abs=1e-4)
     table = run_cli("shares", env=env)
@@ -47,3 +49,10 @@ def test_calibrate_then_shares_and_monitor_correct_the_counted_shares(tmp_path, 
 
     monitor = json.loads(run_cli("monitor", "--once", "--json", env=env).stdout)
     assert monitor["corrected"]["tr"]["anti-immigration"][0] == pytest.approx(anti["corrected_share"], abs=0.05)
+
+    # the analyst's choice of estimator, by flag or setting, is what the table records
+    chosen = run_cli("shares", "--by", "day", "--days", "1", "--estimator", "sld-bcts", "--json", env=env)
+    assert {r["estimator"] for r in json.loads(chosen.stdout) if r["lang"] == "tr"} == {"sld-bcts"}
+    by_setting = run_cli("shares", "--by", "day", "--days", "1", "--json",
+                         env=env | {"STANCESTREAM_SHARE_ESTIMATOR": "pacc"})
+    assert {r["estimator"] for r in json.loads(by_setting.stdout) if r["lang"] == "tr"} == {"pacc"}

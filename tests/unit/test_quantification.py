@@ -142,3 +142,56 @@ def test_a_periodic_side_job_that_fails_is_logged_and_run_again(caplog):
     asyncio.run(three_runs())
     assert len(calls) >= 3
     assert [r.getMessage() for r in caplog.records] == ["label_shares refresh failed: store away"]
+
+
+def _overconfident_leaning_anti(counts, rng):
+    """Exact posteriors (as in the SLD test) made overconfident (×2.5 the log-odds) and leaning to anti (+1.2):
+    a fine-tuned classifier's habits, which BCTS must undo."""
+    means = np.array([0.0, 1.5, 3.0, 4.5])
+    y = np.repeat(np.arange(4), counts)
+    x = rng.normal(means[y], 1.0)
+    logits = -((x[:, None] - means[None, :]) ** 2) / 2
+    exact = np.exp(logits - logits.max(axis=1, keepdims=True))
+    exact /= exact.sum(axis=1, keepdims=True)
+    skewed = np.exp(2.5 * logits + np.array([0.0, 1.2, 0.0, 0.0]))
+    return exact, skewed / skewed.sum(axis=1, keepdims=True), y
+
+
+def test_bcts_recovers_the_temperature_and_lean_and_survives_a_save():
+    rng = np.random.default_rng(7)
+    exact, skewed, y = _overconfident_leaning_anti([1500, 1500, 1500, 1500], rng)
+    calibration = Calibration.measure(skewed, y)
+    assert calibration.temperature == pytest.approx(2.5, rel=0.1)
+    assert np.abs(calibration.recalibrate(skewed) - exact).mean() < 0.01 < np.abs(skewed - exact).mean()
+    again = Calibration.from_json(calibration.to_json())
+    assert again.recalibrate(skewed) == pytest.approx(calibration.recalibrate(skewed), abs=1e-4)
+    # a calibration saved before BCTS existed leaves the probabilities as they are
+    old = {k: v for k, v in calibration.to_json().items() if k != "bcts"}
+    assert np.array_equal(Calibration.from_json(old).recalibrate(skewed), skewed)
+
+
+def test_calibrated_estimators_undo_the_lean_that_counting_keeps():
+    rng = np.random.default_rng(8)
+    _, cal_probs, cal_y = _overconfident_leaning_anti([800, 800, 800, 800], rng)
+    calibration = Calibration.measure(cal_probs, cal_y)
+    _, probs, y = _overconfident_leaning_anti([400, 400, 400, 400], rng)  # the calibration's own mix
+    true = np.bincount(y, minlength=4) / len(y)
+    cc_error = np.abs(estimate("cc", probs, calibration) - true).mean()
+    assert estimate("cc", probs, calibration)[1] > true[1] + 0.05, "the lean must show in counting"
+    assert np.abs(estimate("cpcc", probs, calibration) - true).mean() < cc_error / 3
+    _, shifted, y2 = _overconfident_leaning_anti([200, 1000, 200, 200], rng)  # a shift: anti 62%
+    true2 = np.bincount(y2, minlength=4) / len(y2)
+    assert np.abs(estimate("sld-bcts", shifted, calibration) - true2).mean() < 0.02
+
+
+def test_the_share_estimator_setting_offers_exactly_the_corrected_estimators_and_defaults_to_the_chosen_one():
+    from typing import get_args
+
+    from shared.quantification.estimators import DEFAULT, ESTIMATORS
+    from shared.settings import Settings
+
+    field = Settings.model_fields["share_estimator"]
+    assert set(get_args(field.annotation)) == set(ESTIMATORS) - {"cc", "pcc"}
+    assert field.default == DEFAULT
+    with pytest.raises(ValueError):
+        Settings(share_estimator="cc")
