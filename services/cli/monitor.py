@@ -33,5 +33,6 @@ def run(args, settings) -> int:
         else:
             Console().print(render_snapshot(snapshot))
         return 0
-    watch(store, args.window, args.interval, calibration_of, settings.share_estimator)  # until Ctrl-C, which main turns into exit code 130
+    # until Ctrl-C, which main turns into exit code 130
+    watch(store, args.window, args.interval, calibration_of, settings.share_estimator)
     return 0

@@ -1,7 +1,7 @@
 """Label shares per language and time bucket, counted and corrected for the adapter's measured errors (by
-STANCESTREAM_SHARE_ESTIMATOR, default CPCC, with a 95% bootstrap interval; see docs/quantification.md). Recomputes the `label_shares` table for tweets created in the
-last --days, then prints the anti-immigration share per language and bucket. The trainer service refreshes the
-table on its own schedule too."""
+STANCESTREAM_SHARE_ESTIMATOR, default CPCC, with a 95% bootstrap interval; see docs/quantification.md).
+Recomputes the `label_shares` table for tweets created in the last --days, then prints the anti-immigration share
+per language and bucket. The trainer service refreshes the table on its own schedule too."""
 
 from __future__ import annotations
 
