@@ -38,6 +38,13 @@ class BrokerStorage(str, Enum):
     durable = "durable"  # on disk under data_dir/broker; survives kill -9
 
 
+class Scoring(str, Enum):
+    """How the classifier reads the four probabilities off the causal LM (shared/classifier/scoring.py)."""
+
+    label_words = "label-words"  # our short prompt, the next-token scores of " pro", " anti", " neutral", " unrelated"
+    prompt = "prompt"  # the paper's instruction prompt, the next-token scores of the category numbers 1-4
+
+
 class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
@@ -130,9 +137,19 @@ class Settings(BaseSettings):
     base_model: str = Field(
         "gemma-3-270m", description="`gemma-3-270m` (packaged), a local HF directory, a .gguf file or a cached HF id"
     )
+    scoring: Scoring = Field(
+        Scoring.label_words,
+        description="`label-words` (our short prompt and the label words' scores: the shipped adapters) or `prompt` "
+                    "(the paper's instruction prompt and the scores of the category numbers 1-4: the paper's own "
+                    "fine-tuned GGUF, any instruction model); an adapter is served only in the mode it was trained in",
+    )
     adapter: Path | None = Field(
-        default_factory=lambda: SHIPPED_ADAPTER if (SHIPPED_ADAPTER / "adapter_config.json").exists() else None,
-        description="LoRA adapter directory; default: the shipped adapters/default; `none`: the base model alone",
+        # The shipped adapter was trained on the label words: in the prompt mode the default is the base model alone.
+        default_factory=lambda data: SHIPPED_ADAPTER if (
+            (SHIPPED_ADAPTER / "adapter_config.json").exists() and data.get("scoring") is not Scoring.prompt
+        ) else None,
+        description="LoRA adapter directory; default: the shipped adapters/default (none with STANCESTREAM_SCORING="
+                    "prompt); `none`: the base model alone",
     )
     quantization: Quantization = Field(Quantization.auto, description="nf4 (bitsandbytes) or none")
     dtype: Dtype = Field(Dtype.auto, description="compute precision of the unquantized layers")

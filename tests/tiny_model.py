@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.classifier.scoring import PROMPT_PREFIX, PROMPT_SUFFIX, VERBALIZERS
+from shared.classifier.scoring import PAPER_STYLE_PROMPT, PROMPT_PREFIX, PROMPT_SUFFIX, VERBALIZERS
 
 SPECIAL = ["<pad>", "<eos>", "<bos>", "[UNK]"]  # ids 0..3
 
@@ -34,10 +34,18 @@ one two three four five six seven eight nine ten hundred thousand
 """.split()
 
 
-def vocabulary() -> list[str]:
-    words = re.findall(r"\w+|[^\w\s]+", (PROMPT_PREFIX + PROMPT_SUFFIX).lower())
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+|[^\w\s]+", text.lower())  # as the Whitespace pre-tokenizer splits
+
+
+def vocabulary(paper_prompt: bool = False) -> list[str]:
+    """The tiny tokenizer's words; ``paper_prompt`` adds those of the paper-style prompt (and its numbers 1-4)
+    at the end, for the ``prompt`` scoring mode. Without it the vocabulary is the one every other test uses."""
+    words = _words(PROMPT_PREFIX + PROMPT_SUFFIX)
     words += [w.strip().lower() for w in VERBALIZERS.values()]
     words += FIXTURE_WORDS + list(".,:;!?#@'\"-/()")
+    if paper_prompt:
+        words += _words(PAPER_STYLE_PROMPT.replace("{tweet}", ""))
     vocab = list(SPECIAL)
     for word in words:
         if word not in vocab:
@@ -45,12 +53,12 @@ def vocabulary() -> list[str]:
     return vocab
 
 
-def build_tiny_model(directory: Path) -> Path:
+def build_tiny_model(directory: Path, paper_prompt: bool = False) -> Path:
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenizerFast
 
-    vocab = {word: idx for idx, word in enumerate(vocabulary())}
+    vocab = {word: idx for idx, word in enumerate(vocabulary(paper_prompt))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()

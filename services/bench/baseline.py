@@ -3,8 +3,9 @@
 The paper's script (``hpc/classification/classify_tweets_gguf.py``) loads a Q4_K_M GGUF with llama.cpp and, for
 each tweet, builds an instruction prompt that lists the four categories by number, generates up to 3 tokens at
 temperature 0.01, parses the number, and rewrites a CSV checkpoint after every tweet. This reproduces that loop
-on the same base model we serve (the packaged Gemma-3-270m GGUF). The prompt below is our wording of the
-paper's (its structure and categories; about 140 tokens with a tweet).
+on the same base model we serve (the packaged Gemma-3-270m GGUF). The prompt is our wording of the paper's (its
+structure and categories; about 140 tokens with a tweet), ``shared.classifier.scoring.PAPER_STYLE_PROMPT``: the
+same text the ``prompt`` scoring mode serves in one forward pass.
 
 llama-cpp-python is an optional extra (``pip install -e .[baseline]``, built from source: see
 docs/benchmarks.md for the CMAKE_ARGS this CPU needs).
@@ -19,14 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared.classifier.scoring import PAPER_STYLE_PROMPT
 from shared.messages import CATEGORIES
-
-PAPER_STYLE_PROMPT = (
-    "The next text is a tweet probably about migration. Classify the tweet into one of the following categories "
-    "according to the stance it expresses towards immigration and immigrants. Category numbers: "
-    "1 = 'pro-immigration'; 2 = 'anti-immigration'; 3 = 'neutral'; 4 = 'unrelated'. Answer only with the "
-    "category number.\nTweet: {tweet}\nAnswer ="
-)
 
 
 class BaselineUnavailable(RuntimeError):

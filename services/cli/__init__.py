@@ -14,14 +14,14 @@ import logging
 import sys
 
 from services.cli import (
-    adapters, bench, calibrate, dashboard, evaluate, labels, migrate, monitor, replay, run, schemas, settings, shares,
-    sql, train, trainer, worker,
+    adapters, bench, calibrate, cv, dashboard, evaluate, label_queue, labels, migrate, monitor, replay, run, schemas,
+    settings, shares, sql, train, trainer, worker,
 )
 from services.cli.common import EPILOG
 
 #: In the order `stancestream --help` lists them.
-COMMANDS = (run, worker, train, evaluate, calibrate, labels, trainer, adapters, replay, monitor, shares, dashboard,
-            bench, sql, migrate, schemas, settings)
+COMMANDS = (run, worker, train, cv, evaluate, calibrate, labels, label_queue, trainer, adapters, replay, monitor,
+            shares, dashboard, bench, sql, migrate, schemas, settings)
 
 
 def build_parser() -> argparse.ArgumentParser:

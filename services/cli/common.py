@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 EPILOG = "Settings come from the environment (see `stancestream settings`); KAFKA_BOOTSTRAP and CLICKHOUSE_URL " \
          "unset means the embedded broker and embedded ClickHouse."
@@ -16,3 +16,18 @@ def iso_timestamp(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r} (e.g. 2025-01-01 or 2025-01-01T12:00Z)")
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(text: str) -> timedelta:
+    """A span such as ``90m``, ``24h``, ``7d`` or ``2w``."""
+    number, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or not 0 < value * _UNITS.get(unit, 0) <= 100 * 365 * 86400:  # NaN and inf too
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90m, 24h, 7d or 2w)")
+    return timedelta(seconds=value * _UNITS[unit])

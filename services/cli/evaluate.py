@@ -13,7 +13,9 @@ HELP = "score a labeled CSV: metrics.json, report.md and plots, vs the paper if 
 
 def arguments(parser) -> None:
     parser.add_argument("--data", required=True, type=Path, metavar="CSV")
-    parser.add_argument("--adapter", type=Path, metavar="DIR", help="adapter directory (default: STANCESTREAM_ADAPTER)")
+    parser.add_argument("--adapter", type=Path, action="append", metavar="DIR",
+                        help="adapter directory (default: STANCESTREAM_ADAPTER); given twice or more: their ensemble, "
+                             "sharing the frozen layers' pass (all trained with the same --train-layers)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
 
 
@@ -22,9 +24,16 @@ def run(args, settings) -> int:
     from shared.quantification.estimators import adapter_calibration
     from shared.training.evaluation import evaluate_csv
 
-    adapter = args.adapter or settings.adapter
-    classifier = StanceClassifier.load(settings, adapter=adapter)
-    metrics = evaluate_csv(classifier, args.data, args.out, calibration=adapter_calibration(adapter))
+    if args.adapter and len(args.adapter) > 1:
+        from shared.classifier.ensemble import AdapterEnsemble
+
+        classifier = AdapterEnsemble(StanceClassifier.load(settings, adapter=None), args.adapter)
+        calibration = None  # measured per adapter; an ensemble has none of its own
+    else:
+        adapter = args.adapter[0] if args.adapter else settings.adapter
+        classifier = StanceClassifier.load(settings, adapter=adapter)
+        calibration = adapter_calibration(adapter)
+    metrics = evaluate_csv(classifier, args.data, args.out, calibration=calibration)
     paper = metrics.get("paper")
     print(f"accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}  "
           f"{metrics['tweets_per_s']:.1f} tweets/s"

@@ -1,6 +1,8 @@
 """Labels feed the trainer. `import` publishes a CSV (id, lang, label, text, as in the paper's datasets; annotator and
-labeled_at optional) or JSONL file of Label objects to tweets.labels; the workers store them in the `labels` table,
-where the latest label per tweet wins. Invalid rows are dead-lettered with their reason."""
+labeled_at optional; rows with a blank label, as in a `label-queue` CSV not yet filled in, are skipped), a JSONL
+file of Label objects, or a Label Studio JSON export (each annotated task's latest annotation; tasks nobody
+annotated are skipped and counted) to tweets.labels; the workers store them in the `labels` table, where the
+latest label per tweet wins. Invalid rows are dead-lettered with their reason."""
 
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ HELP = "import human labels and see what is labeled"
 
 def arguments(parser) -> None:
     lab_sub = parser.add_subparsers(dest="labels_command", required=True, metavar="ACTION")
-    imp = lab_sub.add_parser("import", help="publish a label file (.csv or .jsonl, .gz accepted)")
+    imp = lab_sub.add_parser("import", help="publish a label file (.csv, .jsonl, or a Label Studio JSON export; "
+                                            ".gz accepted)")
     imp.add_argument("file", metavar="FILE")
     imp.add_argument("--wait", type=float, default=60.0, metavar="S",
                      help="seconds to wait for the workers to store the labels (default 60)")

@@ -17,6 +17,10 @@ HELP = "LoRA fine-tuning on labeled tweets; writes a versioned adapter directory
 def arguments(parser) -> None:
     parser.add_argument("--data", action="append", required=True, type=Path, metavar="CSV",
                         help="labeled tweets (repeatable)")
+    parser.add_argument("--pretrain-texts", type=Path, metavar="FILE",
+                        help="unlabeled tweets of a language to onboard (CSV with a text column, or one per line): a "
+                             "causal-LM LoRA stage on them runs first, merged in, then the task; the adapter "
+                             "holds both and serves like any other")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="run directory (checkpoint, best, adapter)")
     parser.add_argument("--version", help="adapter version recorded in its metadata (default: OUT's name)")
@@ -33,10 +37,12 @@ def arguments(parser) -> None:
 def run(args, settings) -> int:
     from shared.training.data import read_labeled
     from shared.training.loop import train
+    from shared.training.pretrain import read_texts
 
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    pretrain_texts = read_texts(args.pretrain_texts) if args.pretrain_texts else None
     result = train(settings, read_labeled(args.data), args.out, config, sources=[str(p) for p in args.data],
-                   version=args.version, resume=args.resume)
+                   version=args.version, resume=args.resume, pretrain_texts=pretrain_texts)
     dev = result.dev_metrics
     scores = (f"dev accuracy {dev['accuracy']:.3f}  macro-F1 {dev['macro_f1']:.3f}" if dev
               else "no dev split (--dev-fraction 0): the final weights were kept")

@@ -9,6 +9,7 @@ from pathlib import Path
 from shared.classifier.errors import ClassifierError
 from shared.classifier.scoring import LINKS_AND_MENTIONS
 from shared.messages import CATEGORIES
+from shared.settings import Scoring
 
 ADAPTER_METADATA = "stancestream.json"
 LABEL_HEAD_FILE = "label_head.safetensors"
@@ -20,8 +21,15 @@ def read_adapter_metadata(adapter_dir: Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def check_adapter(adapter_dir: Path, model_id: str | None = None) -> str:
-    """The adapter's version, after checking it is complete, readable and made for this base model."""
+def adapter_scoring(metadata: dict) -> str:
+    """The scoring mode an adapter was trained in; adapters from before the ``prompt`` mode say nothing and were all
+    trained on the label words."""
+    return metadata.get("scoring") or Scoring.label_words.value
+
+
+def check_adapter(adapter_dir: Path, model_id: str | None = None, scoring: Scoring | None = None) -> str:
+    """The adapter's version, after checking it is complete, readable, made for this base model and (given
+    ``scoring``) trained in that scoring mode."""
     if not (adapter_dir / "adapter_config.json").exists():
         raise ClassifierError(f"{adapter_dir} is not a LoRA adapter directory (no adapter_config.json)")
     try:
@@ -48,6 +56,14 @@ def check_adapter(adapter_dir: Path, model_id: str | None = None) -> str:
     if normalization not in (None, LINKS_AND_MENTIONS):
         raise ClassifierError(f"adapter {adapter_dir} wants text normalization {normalization!r}, "
                               f"which this version does not know")
+    trained_for = adapter_scoring(metadata)
+    if trained_for not in {mode.value for mode in Scoring}:
+        raise ClassifierError(f"adapter {adapter_dir} was trained in scoring mode {trained_for!r}, "
+                              f"which this version does not know")
+    if scoring is not None and trained_for != Scoring(scoring).value:
+        raise ClassifierError(f"adapter {adapter_dir} was trained in the {trained_for!r} scoring mode and cannot be "
+                              f"served in the {Scoring(scoring).value!r} mode: set STANCESTREAM_SCORING={trained_for} "
+                              f"or serve another adapter (or none)")
     return str(metadata.get("version") or adapter_dir.name)
 
 

@@ -1,6 +1,6 @@
-"""The stance classifier: a causal LM (optionally 4-bit, optionally with a LoRA adapter) scoring four label words
-(``shared.classifier.scoring``), in one forward pass per length-sorted sub-batch. Adapters are swapped in and out
-beside the loaded base model.
+"""The stance classifier: a causal LM (optionally 4-bit, optionally with a LoRA adapter) scoring four label words,
+or in the ``prompt`` mode the paper's prompt and its four category numbers (``shared.classifier.scoring``), in one
+forward pass per length-sorted sub-batch. Adapters are swapped in and out beside the loaded base model.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ import numpy as np
 
 from shared.classifier.adapters import BASE_VERSION, check_adapter, load_label_head, read_adapter_metadata
 from shared.classifier.errors import ClassifierError
-from shared.classifier.model_source import model_fingerprint, resolve_base_model
+from shared.classifier.model_source import gguf_adds_bos, model_fingerprint, resolve_base_model
 from shared.classifier.runtime import Runtime, nf4_config
 from shared.classifier.scoring import (
-    LINKS_AND_MENTIONS, PROMPT_PREFIX, PROMPT_SUFFIX, label_logits, label_token_ids, length_buckets, normalize_tweet,
-    unwrap,
+    LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_PREFIX, PROMPT_SUFFIX, answer_token_ids, label_logits,
+    label_token_ids, length_buckets, normalize_tweet, unwrap,
 )
 from shared.messages import CATEGORIES
-from shared.settings import Quantization, Settings
+from shared.settings import Quantization, Scoring, Settings
 
 if TYPE_CHECKING:
     import torch
@@ -28,11 +28,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def _peft_name(version: str) -> str:
+    """peft names an adapter's modules after it, and a module name may not contain '.': a version such as
+    "exp-0.5" (``train --out runs/exp-0.5``) is loaded under a name of its own."""
+    return version.replace(".", "_")
+
+
 class StanceClassifier:
     """Scores tweets into the four labels. Not thread-safe: the worker calls it from one executor thread."""
 
     def __init__(self, model, tokenizer, runtime: Runtime, *, max_tokens: int, batch_size: int,
-                 model_id: str, adapter_version: str, merge_adapters: bool = True):
+                 model_id: str, adapter_version: str, merge_adapters: bool = True,
+                 scoring: Scoring = Scoring.label_words, add_bos: bool | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.runtime = runtime
@@ -41,11 +48,20 @@ class StanceClassifier:
         self.model_id = model_id
         self.adapter_version = adapter_version
         self.merge_adapters = merge_adapters
-        self._prefix_ids = self._encode(PROMPT_PREFIX)
-        self._suffix_ids = self._encode(PROMPT_SUFFIX)
+        self.scoring = Scoring(scoring)
         bos = tokenizer.bos_token_id
         self._bos = [bos] if bos is not None else []
-        self.label_token_ids = label_token_ids(tokenizer)
+        self.answer_lead_ids: list[int] = []  # prompt mode: appended to every prompt (answer_token_ids)
+        if self.scoring is Scoring.prompt:
+            if add_bos is False:  # a GGUF whose prompts llama.cpp starts without BOS (gguf_adds_bos)
+                self._bos = []
+            self._prompt_head, self._prompt_tail = PAPER_STYLE_PROMPT.split("{tweet}")
+            # The category numbers as the model writes them after "Answer =", and what it writes before them.
+            self.answer_lead_ids, self.label_token_ids = answer_token_ids(tokenizer)
+        else:
+            self._prefix_ids = self._encode(PROMPT_PREFIX)
+            self._suffix_ids = self._encode(PROMPT_SUFFIX)
+            self.label_token_ids = label_token_ids(tokenizer)
         self.label_head: "torch.nn.Linear | None" = None  # the adapter's own head, if it has one
         self.text_normalization: str | None = None  # as the adapter was trained
 
@@ -73,11 +89,13 @@ class StanceClassifier:
         model_id = f"{Path(settings.base_model).name}@{model_fingerprint(model_dir)}"
         classifier = cls(model, tokenizer, runtime, max_tokens=settings.max_tokens,
                          batch_size=settings.infer_batch_size, model_id=model_id, adapter_version=BASE_VERSION,
-                         merge_adapters=settings.merge_adapter)
+                         merge_adapters=settings.merge_adapter, scoring=settings.scoring,
+                         add_bos=gguf_adds_bos(model_dir))
         if adapter is not None:
             classifier.switch_adapter(Path(adapter))
-        log.info("classifier ready: %s adapter=%s on %s/%s/%s", model_id, classifier.adapter_version,
-                 runtime.device, str(runtime.dtype).removeprefix("torch."), runtime.quantization.value)
+        log.info("classifier ready: %s adapter=%s scoring=%s on %s/%s/%s", model_id, classifier.adapter_version,
+                 classifier.scoring.value, runtime.device, str(runtime.dtype).removeprefix("torch."),
+                 runtime.quantization.value)
         return classifier
 
     # -- adapters ------------------------------------------------------------------------------------------
@@ -91,29 +109,30 @@ class StanceClassifier:
         """
         from peft import PeftModel
 
-        version = check_adapter(adapter_dir, self.model_id)
+        version = check_adapter(adapter_dir, self.model_id, self.scoring)
         if version == self.adapter_version:
             return version
         head = load_label_head(adapter_dir, unwrap(self.model)[0].config.hidden_size, self.runtime.device)
         normalization = read_adapter_metadata(adapter_dir).get("text_normalization")  # known: check_adapter
-        previous = self.adapter_version
+        previous, name = self.adapter_version, _peft_name(version)
+        previous_name = _peft_name(previous)
         merged = self._unmerge()
         try:
             if isinstance(self.model, PeftModel):
-                self.model.load_adapter(adapter_dir, adapter_name=version)
-                self.model.set_adapter(version)
+                self.model.load_adapter(adapter_dir, adapter_name=name)
+                self.model.set_adapter(name)
             else:
-                self.model = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=version)
+                self.model = PeftModel.from_pretrained(self.model, adapter_dir, adapter_name=name)
         except Exception as exc:
-            if isinstance(self.model, PeftModel) and version in self.model.peft_config:
-                self.model.delete_adapter(version)
-                if previous in self.model.peft_config:
-                    self.model.set_adapter(previous)
+            if isinstance(self.model, PeftModel) and name in self.model.peft_config:
+                self.model.delete_adapter(name)
+                if previous_name in self.model.peft_config:
+                    self.model.set_adapter(previous_name)
             if merged:
                 self._merge()
             raise ClassifierError(f"adapter {adapter_dir} does not fit the base model: {exc}") from exc
-        if isinstance(self.model, PeftModel) and previous in self.model.peft_config:
-            self.model.delete_adapter(previous)
+        if isinstance(self.model, PeftModel) and previous_name in self.model.peft_config:
+            self.model.delete_adapter(previous_name)
         self.model.eval()
         self.adapter_version = version
         self.label_head = head
@@ -145,8 +164,21 @@ class StanceClassifier:
         """Token ids of each tweet inside the prompt; only the tweet itself is truncated."""
         if self.text_normalization == LINKS_AND_MENTIONS:
             texts = [normalize_tweet(t) for t in texts]
+        if self.scoring is Scoring.prompt:
+            return self._encode_paper_prompt(texts)
         body = self.tokenizer(texts, add_special_tokens=False, truncation=True, max_length=self.max_tokens)
         return [self._bos + self._prefix_ids + ids + self._suffix_ids for ids in body["input_ids"]]
+
+    def _encode_paper_prompt(self, texts: list[str]) -> list[list[int]]:
+        """The whole prompt tokenized as one text, as llama.cpp tokenizes it (a tweet's first word after
+        "Tweet: " is not the same token as that word alone in LLaMA-3's or Gemma's vocabulary), then the
+        answer's lead-in. A tweet over ``max_tokens`` is cut to its first ``max_tokens`` tokens first."""
+        bodies = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        texts = [text if len(ids) <= self.max_tokens else self.tokenizer.decode(ids[: self.max_tokens])
+                 for text, ids in zip(texts, bodies)]
+        prompts = self.tokenizer([self._prompt_head + text + self._prompt_tail for text in texts],
+                                 add_special_tokens=False)["input_ids"]
+        return [self._bos + ids + self.answer_lead_ids for ids in prompts]
 
     def collate(self, sequences: list[list[int]]) -> tuple["torch.Tensor", "torch.Tensor"]:
         """Right-padded ids and attention mask on the model's device."""
@@ -163,7 +195,8 @@ class StanceClassifier:
 
     # -- scoring -------------------------------------------------------------------------------------------
     def label_logits(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor") -> "torch.Tensor":
-        """(batch, 4) logits of the label words at each sequence's last real token."""
+        """(batch, 4) logits of the label words (prompt mode: the category numbers) at each sequence's last real
+        token."""
         return label_logits(self.model, input_ids, attention_mask, self.label_token_ids, self.label_head)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:

@@ -97,15 +97,35 @@ def _convert_gguf(gguf_path: Path, target: Path) -> Path:
     plain.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     _rebuild_bpe_tokenizer(tmp / "tokenizer.json")
-    (tmp / _DONE_MARKER).write_text(
-        json.dumps({"source": str(gguf_path), "sha256": _file_digest(gguf_path)}, indent=2)
-    )
+    (tmp / _DONE_MARKER).write_text(json.dumps(
+        {"source": str(gguf_path), "sha256": _file_digest(gguf_path), "add_bos_token": _gguf_adds_bos(gguf_path)},
+        indent=2))
     if target.exists():
         import shutil
 
         shutil.rmtree(target)
     tmp.rename(target)
     return target
+
+
+def _gguf_adds_bos(gguf_path: Path) -> bool | None:
+    """The GGUF's ``tokenizer.ggml.add_bos_token``: whether llama.cpp starts every prompt with BOS (Gemma: yes;
+    SmolLM2, for one: no). transformers' conversion drops it; None when the file does not say."""
+    try:
+        from gguf import GGUFReader
+
+        field = GGUFReader(gguf_path).fields.get("tokenizer.ggml.add_bos_token")
+        return None if field is None else bool(field.parts[field.data[0]][0])
+    except Exception:  # an unreadable flag is not worth failing a conversion that succeeded
+        log.warning("cannot read tokenizer.ggml.add_bos_token from %s", gguf_path.name)
+        return None
+
+
+def gguf_adds_bos(model_dir: Path) -> bool | None:
+    """For a directory converted from a GGUF, whether the GGUF's prompts start with BOS; None for other
+    directories and for conversions made before this was recorded."""
+    marker = model_dir / _DONE_MARKER
+    return json.loads(marker.read_text()).get("add_bos_token") if marker.exists() else None
 
 
 def _rebuild_bpe_tokenizer(path: Path) -> None:

@@ -6,6 +6,11 @@ embedding are multiplied, never the 262k-word vocabulary; an adapter may bring i
 (``new_label_head``; saved and loaded by ``shared.classifier.adapters``, see ``train --head``). Sequences are
 grouped into forward passes of similar length (``length_buckets``), and training only the top layers can start
 from a cached residual stream (``hidden_before_layer``, ``label_logits_from_layer``).
+
+The ``prompt`` scoring mode (``STANCESTREAM_SCORING=prompt``) serves the paper's own models instead: each tweet
+goes into the paper-style instruction prompt (``PAPER_STYLE_PROMPT``, also the llama.cpp baseline's), and the
+four rows read are the tokens of the category numbers 1-4 as the model writes them after ``Answer =``
+(``answer_token_ids``): the same single forward pass, no generation.
 """
 
 from __future__ import annotations
@@ -26,6 +31,18 @@ VERBALIZERS: dict[Category, str] = {
     Category.neutral: " neutral",
     Category.unrelated: " unrelated",
 }
+#: Our wording of the paper's instruction prompt (its structure and its four numbered categories, in
+#: ``CATEGORIES`` order; about 140 tokens with a tweet). Used as raw text, never inside a chat template: the
+#: paper's llama.cpp script ran it as a plain completion. The llama.cpp baseline of ``stancestream bench`` and the
+#: ``prompt`` scoring mode both use this text.
+PAPER_STYLE_PROMPT = (
+    "The next text is a tweet probably about migration. Classify the tweet into one of the following categories "
+    "according to the stance it expresses towards immigration and immigrants. Category numbers: "
+    "1 = 'pro-immigration'; 2 = 'anti-immigration'; 3 = 'neutral'; 4 = 'unrelated'. Answer only with the "
+    "category number.\nTweet: {tweet}\nAnswer ="
+)
+#: The answers the prompt asks for, in ``CATEGORIES`` order.
+CATEGORY_NUMBERS = ("1", "2", "3", "4")
 _LINK = re.compile(r"https?://\S+|www\.\S+")
 _MENTION = re.compile(r"(?<!\w)@\w+")
 #: What an adapter trained with ``train --normalize-text`` records; the classifier then normalizes every tweet.
@@ -48,6 +65,39 @@ def label_token_ids(tokenizer) -> list[int]:
     if len(set(ids)) != len(ids):
         raise ClassifierError(f"label words share a first token ({ids}): pick distinct verbalizers")
     return ids
+
+
+def answer_token_ids(tokenizer, prompt: str = PAPER_STYLE_PROMPT) -> tuple[list[int], list[int]]:
+    """``(lead_in, numbers)``: the tokens a model writes after ``prompt`` before the category number, and the
+    token of each number 1-4, as the tokenizer splits ``"… Answer = 1"``.
+
+    Gemma's and LLaMA-3's tokenizers write the space before a digit as a token of its own ("▁", "Ġ") and the digit
+    as another, so a greedy decode of the prompt produces the space first and the number second: the lead-in is
+    appended to every prompt and the numbers are scored right after it. A tokenizer with a " 1" token has no
+    lead-in. The prompt's end is tokenized alone and followed by " 1" … " 4"; ClassifierError unless the four
+    share the prompt's tokens and one lead-in and end in four distinct tokens that read 1, 2, 3, 4.
+    """
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    end = prompt.rsplit("{tweet}", 1)[-1]
+    base = encode(end)
+    leads, numbers = [], []
+    for number in CATEGORY_NUMBERS:
+        ids = encode(f"{end} {number}")
+        if len(ids) <= len(base) or ids[: len(base)] != base:
+            raise ClassifierError(f"the tokenizer merges the answer {number!r} into the prompt's last tokens "
+                                  f"({end!r}): the prompt scoring mode cannot read the category numbers")
+        leads.append(ids[len(base):-1])
+        numbers.append(ids[-1])
+    if any(lead != leads[0] for lead in leads) or len(set(numbers)) != len(numbers):
+        raise ClassifierError(f"the tokenizer does not write the category numbers as one distinct token after the "
+                              f"same lead-in ({leads}, {numbers})")
+    for number, token in zip(CATEGORY_NUMBERS, numbers):
+        if tokenizer.decode([token]).strip() != number:
+            raise ClassifierError(f"the answer {number!r} ends in token {token} ({tokenizer.decode([token])!r}), "
+                                  "not the number itself")
+    return leads[0], numbers
 
 
 def unwrap(model):

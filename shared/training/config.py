@@ -12,6 +12,7 @@ def _option(default, help: str):
 
 
 HEADS = ("label-words", "trained", "fresh")
+SAMPLINGS = ("shuffle", "balanced")
 
 
 @dataclass
@@ -38,6 +39,15 @@ class TrainConfig:
     normalize_text: bool = _option(False, "replace links with 'http' and @mentions with '@user' (TweetEval's "
                                    "preprocessing); recorded in the adapter, so serving does the same")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
+    consistency: float = _option(0.0, "weight of a cross-lingual consistency term: the symmetric KL divergence "
+                                      "between the predictions on a non-English tweet and on its English "
+                                      "translation (translation_en), both trained (0 = off)")
+    sampling: str = _option("shuffle", "batch order: shuffle (each example once per epoch) or balanced (drawn with "
+                                       "replacement so that within each language every label is equally likely, "
+                                       "each language keeping its share of the data)")
+    pretrain_epochs: float = _option(1.0, "with --pretrain-texts: passes of the causal-LM stage over the texts")
+    pretrain_rank: int = _option(8, "with --pretrain-texts: LoRA rank of the causal-LM stage (every decoder layer)")
+    pretrain_learning_rate: float = _option(1e-4, "with --pretrain-texts: AdamW learning rate of that stage")
     dev_fraction: float = _option(0.12, "share of the data held out as dev split (stratified by language x label); "
                                         "0 = refit on all of it: no dev scores or early stopping, the final "
                                         "(averaged) weights are kept")
@@ -57,6 +67,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.head not in HEADS:
             raise ValueError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
+        if self.consistency < 0:
+            raise ValueError(f"--consistency must be >= 0, got {self.consistency}")
         for name in ("label_smoothing", "ema_decay", "dev_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")

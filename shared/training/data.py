@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,3 +85,15 @@ def class_weights(examples: list[Example], mode: str) -> np.ndarray:
         return np.ones(len(CATEGORIES))
     weights = (counts.sum() / counts) if mode == "balanced" else np.sqrt(counts.sum() / counts)
     return weights / weights.mean()
+
+
+def balanced_sampling_weights(examples: list[Example]) -> np.ndarray:
+    """Per-example draw probabilities under which every label is equally likely within each language and each
+    language keeps its share of the data: a 75-tweet language's few pro tweets are drawn as often as its anti
+    ones, without drowning the large languages."""
+    per_language = Counter(ex.lang for ex in examples)
+    per_stratum = Counter((ex.lang, ex.label) for ex in examples)
+    labels_in = Counter(lang for lang, _ in per_stratum)
+    weights = np.array([per_language[ex.lang] / (labels_in[ex.lang] * per_stratum[(ex.lang, ex.label)])
+                        for ex in examples], dtype=float)
+    return weights / weights.sum()

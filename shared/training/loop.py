@@ -29,12 +29,13 @@ from shared.classifier.scoring import (
     LINKS_AND_MENTIONS, hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
 )
 from shared.messages import CATEGORIES
-from shared.settings import Quantization, Settings
+from shared.settings import Quantization, Scoring, Settings
 from shared.training.checkpoint import WeightAverage, load_checkpoint, save_checkpoint
 from shared.training.calibration import save_calibration
 from shared.training.config import TrainConfig, TrainResult
-from shared.training.data import Example, class_weights, data_digest, stratified_split
+from shared.training.data import Example, balanced_sampling_weights, class_weights, data_digest, stratified_split
 from shared.training.evaluation import evaluate
+from shared.training.pretrain import PRETRAIN_DIR, combine, pretrain
 from shared.training.metrics import to_indices
 from shared.versions import library_versions
 
@@ -47,8 +48,13 @@ class TrainingCancelled(RuntimeError):
 
 def train(settings: Settings, examples: list[Example], out: Path, config: TrainConfig, *,
           sources: list[str] | None = None, version: str | None = None, resume: bool = False,
-          progress: bool = True, should_stop: Callable[[], bool] | None = None) -> TrainResult:
+          progress: bool = True, should_stop: Callable[[], bool] | None = None,
+          frozen_memo: dict | None = None, pretrain_texts: list[str] | None = None) -> TrainResult:
     """Train an adapter on ``examples`` (``sources`` names where they came from, for the metadata).
+
+    ``frozen_memo``: with ``train_layers``, the frozen layers' output per tweet is kept in (and reused from) this
+    dict, so runs on overlapping data in one process (the folds of ``cv``) compute it once.
+    ``pretrain_texts``: unlabeled tweets for a causal-LM LoRA stage before the task (shared.training.pretrain).
 
     ``should_stop`` is polled every step; when it turns true, ``TrainingCancelled`` is raised (the last
     checkpoint stays, so ``resume`` can continue)."""
@@ -75,9 +81,20 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     if config.translate_train:
         train_set = train_set + [Example(ex.id + ":en", "en", ex.label, ex.translation_en)
                                  for ex in train_set if ex.translation_en and ex.lang != "en"]
+    # Consistency pairs: a non-English training tweet and its English translation (the translation is not a
+    # training row of its own unless --translate-train adds it).
+    paired = [i for i, ex in enumerate(train_set) if config.consistency and ex.translation_en and ex.lang != "en"
+              and not ex.id.endswith(":en")]
+    if config.consistency and not paired:
+        raise ValueError("--consistency needs non-English training tweets with a translation_en column")
 
     # QLoRA on CUDA; on CPU bitsandbytes' 4-bit path is slower than plain weights, so train unquantized.
     classifier = StanceClassifier.load(settings.model_copy(update={"max_tokens": config.max_tokens}))
+    stage = None
+    if pretrain_texts:  # the language first, then the task, on top of it
+        stage = pretrain(classifier.model, classifier.tokenizer, pretrain_texts, config, out / PRETRAIN_DIR, progress)
+        classifier.model = stage.model
+        frozen_memo = None  # the frozen layers are no longer the base model's
     model = classifier.model
     if classifier.runtime.quantization is Quantization.nf4:
         from peft import prepare_model_for_kbit_training
@@ -114,11 +131,15 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
                            device=classifier.runtime.device)
     encoded = classifier.encode([ex.text for ex in train_set])
     dev_encoded = classifier.encode([ex.text for ex in dev_set]) if dev_set else []
+    translated = classifier.encode([train_set[i].translation_en for i in paired]) if paired else []
+    translation_of = {i: row for row, i in enumerate(paired)}  # training row -> its translation's row
     if start:  # the frozen layers' output, once per example (see shared/classifier/scoring.py)
-        train_inputs = _hidden_cache(classifier, encoded, start, progress)
-        dev_inputs = _hidden_cache(classifier, dev_encoded, start, progress) if dev_set else []
+        memo = frozen_memo.setdefault((classifier.model_id, start), {}) if frozen_memo is not None else {}
+        train_inputs = _hidden_cache(classifier, encoded, start, progress, memo)
+        dev_inputs = _hidden_cache(classifier, dev_encoded, start, progress, memo) if dev_set else []
+        translation_inputs = _hidden_cache(classifier, translated, start, progress, memo) if paired else []
     else:
-        train_inputs, dev_inputs = encoded, dev_encoded
+        train_inputs, dev_inputs, translation_inputs = encoded, dev_encoded, translated
 
     def batch_logits(inputs: list, idx) -> "torch.Tensor":
         if start:
@@ -143,7 +164,11 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         log.warning("resuming from step %d", state["step"])
 
     order_rng = np.random.default_rng(config.seed)
-    orders = [order_rng.permutation(len(train_set)) for _ in range(math.ceil(config.epochs) + 1)]
+    if config.sampling == "balanced":
+        draw = balanced_sampling_weights(train_set)
+        orders = [order_rng.choice(len(train_set), len(train_set), p=draw) for _ in range(math.ceil(config.epochs) + 1)]
+    else:
+        orders = [order_rng.permutation(len(train_set)) for _ in range(math.ceil(config.epochs) + 1)]
     started = time.time()
     bar = _progress(total_steps, state["step"], progress)
     best_dir = out / "best"
@@ -194,6 +219,10 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         labels = torch.as_tensor(targets_idx[idx], device=logits.device)
         loss = torch.nn.functional.cross_entropy(logits, labels, weight=weights,
                                                label_smoothing=config.label_smoothing)
+        rows = [k for k, i in enumerate(idx) if i in translation_of]
+        if rows:
+            translation_logits = batch_logits(translation_inputs, [translation_of[idx[k]] for k in rows]).float()
+            loss = loss + config.consistency * consistency_loss(logits[rows], translation_logits)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -225,17 +254,26 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     config_path = adapter_dir / "adapter_config.json"  # name the base as configured, not a local cache path
     peft_config = json.loads(config_path.read_text()) | {"base_model_name_or_path": settings.base_model}
     config_path.write_text(json.dumps(peft_config, indent=2) + "\n")
+    if stage is not None:
+        combine(adapter_dir, stage)
+    # Worded as in every adapter since v1 (adapters/default), so the field compares across versions.
+    prompt = "label-word scoring (shared/classifier.py)" if head is None else f"{config.head} label head"
+    if classifier.scoring is Scoring.prompt:
+        prompt = "paper-style prompt, " + ("category-number scoring" if head is None else f"{config.head} label head")
     metadata = {
         "version": version or out.name,
         "base_model": settings.base_model,
         "base_model_id": classifier.model_id,
         "labels": [label.value for label in CATEGORIES],
         "text_normalization": classifier.text_normalization,
-        # Worded as in every adapter since v1 (adapters/default), so the field compares across versions.
-        "prompt": "label-word scoring (shared/classifier.py)" if head is None else f"{config.head} label head",
+        # The classifier serves the adapter only in this mode (check_adapter).
+        "scoring": classifier.scoring.value,
+        "prompt": prompt,
         "data": {"sources": list(sources or []), "sha256_16": data_digest(examples), "examples": len(examples),
-                 "train": len(train_set), "dev": len(dev_set), "dev_sha256_16": data_digest(dev_set)},
+                 "train": len(train_set), "dev": len(dev_set), "dev_sha256_16": data_digest(dev_set),
+                 "consistency_pairs": len(paired)},
         "hyperparameters": asdict(config),
+        "pretrain": stage.info if stage is not None else None,
         "dev_metrics": state.get("best_metrics", {}),
         "history": state["history"],
         "steps": state["step"],
@@ -248,19 +286,51 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
     return TrainResult(adapter_dir, metadata["dev_metrics"], state["step"], time.time() - started, state["history"])
 
 
-def _hidden_cache(classifier: StanceClassifier, sequences: list[list[int]], start: int, progress: bool) -> list:
-    """Each sequence's residual stream entering layer ``start``, trimmed to its real length."""
+def predict_with_frozen_memo(classifier: StanceClassifier, texts: list[str], start: int, memo: dict) -> np.ndarray:
+    """``classifier.predict_proba`` for an adapter of the layers from ``start`` up, taking the frozen layers'
+    output from ``memo`` (``train``'s ``frozen_memo`` entry) and adding what is missing: ``cv`` scores a held-out
+    fold whose tweets the other folds' trainings already ran through the frozen layers."""
+    import torch
+
+    sequences = classifier.encode(texts)
+    inputs = _hidden_cache(classifier, sequences, start, False, memo)
+    probs = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
+    with torch.inference_mode():
+        for idx in length_buckets([len(s) for s in sequences], classifier.batch_size):
+            hidden, mask = _pad_hidden([inputs[i] for i in idx], classifier.runtime.device)
+            logits = label_logits_from_layer(classifier.model, hidden, mask, start, classifier.label_token_ids,
+                                             classifier.label_head)
+            probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return probs
+
+
+def consistency_loss(logits_a: "torch.Tensor", logits_b: "torch.Tensor") -> "torch.Tensor":
+    """Mean symmetric KL divergence between the label distributions of paired rows (a tweet and its translation):
+    zero when both read the same, and its gradient pulls both sides toward each other."""
+    import torch.nn.functional as F
+
+    log_a, log_b = F.log_softmax(logits_a, dim=-1), F.log_softmax(logits_b, dim=-1)
+    return 0.5 * (F.kl_div(log_b, log_a, log_target=True, reduction="batchmean")
+                  + F.kl_div(log_a, log_b, log_target=True, reduction="batchmean"))
+
+
+def _hidden_cache(classifier: StanceClassifier, sequences: list[list[int]], start: int, progress: bool,
+                  memo: dict) -> list:
+    """Each sequence's residual stream entering layer ``start``, trimmed to its real length; ``memo`` (token ids
+    -> stream) is consulted first and filled."""
     import torch
     from tqdm.auto import tqdm
 
-    out: list = [None] * len(sequences)
-    with torch.no_grad(), tqdm(total=len(sequences), desc=f"caching layers <{start}", unit="tweet",
-                               disable=not progress, mininterval=2.0) as bar:
-        for idx in length_buckets([len(s) for s in sequences], classifier.batch_size):
+    out: list = [memo.get(tuple(s)) for s in sequences]
+    todo = [i for i, row in enumerate(out) if row is None]
+    with torch.no_grad(), tqdm(total=len(todo), desc=f"caching layers <{start}", unit="tweet",
+                               disable=not progress or not todo, mininterval=2.0) as bar:
+        for bucket in length_buckets([len(sequences[i]) for i in todo], classifier.batch_size):
+            idx = [todo[j] for j in bucket]
             ids, mask = classifier.collate([sequences[i] for i in idx])
             hidden = hidden_before_layer(classifier.model, ids, mask, start)
             for row, i in enumerate(idx):
-                out[i] = hidden[row, : len(sequences[i])].detach().clone()
+                out[i] = memo[tuple(sequences[i])] = hidden[row, : len(sequences[i])].detach().clone()
             bar.update(len(idx))
     return out
 

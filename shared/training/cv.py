@@ -1,0 +1,187 @@
+"""Model selection that a 319-tweet dev split cannot give: stratified K-fold cross-validation over the labeled
+tweets (language × label), and leave-one-language-out runs that measure transfer to a language absent from
+training.
+
+Each fold trains a recipe on the other folds (``train`` carves its own early-stopping dev split out of them) and
+scores the held-out fold: overall, per language and per class, plus stance macro-F1 (pro / anti / neutral F1 on
+the tweets labeled immigration-related) — the number the small languages need moved. A run directory keeps one
+sub-directory per fold with its ``scores.json``, so an interrupted CV continues where it stopped (a fold with
+scores is not trained again) and a finished one is re-summarised for free.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from shared.messages import CATEGORIES, Category
+from shared.training.config import TrainConfig
+from shared.training.data import Example, data_digest
+from shared.training.metrics import f1_per_class, per_language, scores, to_indices
+
+_STANCE = [i for i, c in enumerate(CATEGORIES) if c is not Category.unrelated]
+_UNRELATED = CATEGORIES.index(Category.unrelated)
+
+#: The numbers a fold reports, summarised as mean ± sd over folds.
+HEADLINE = ("accuracy", "macro_f1", "stance_macro_f1", "topic_accuracy", "stance_accuracy")
+
+
+def kfold(examples: list[Example], k: int, seed: int) -> list[list[Example]]:
+    """``k`` disjoint folds covering every example, each language × label stratum dealt round-robin after a
+    seeded shuffle (the deal starts where the previous stratum's ended, so small strata spread over folds)."""
+    if k < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {k}")
+    if len(examples) < k:
+        raise ValueError(f"{len(examples)} examples cannot fill {k} folds")
+    rng = random.Random(seed)
+    strata: dict[tuple[str, Category], list[Example]] = {}
+    for ex in examples:
+        strata.setdefault((ex.lang, ex.label), []).append(ex)
+    folds: list[list[Example]] = [[] for _ in range(k)]
+    position = 0
+    for key in sorted(strata):
+        members = strata[key]
+        rng.shuffle(members)
+        for ex in members:
+            folds[position % k].append(ex)
+            position += 1
+    return folds
+
+
+def stance_macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Mean F1 of pro, anti and neutral over the tweets whose true label is immigration-related (a prediction of
+    'unrelated' there counts as a miss)."""
+    related = y_true != _UNRELATED
+    if not related.any():
+        return 0.0
+    return float(f1_per_class(y_true[related], y_pred[related])[_STANCE].mean())
+
+
+def fold_scores(examples: list[Example], probs: np.ndarray) -> dict:
+    """What one held-out fold (or left-out language) says about the recipe."""
+    y_true = to_indices([ex.label for ex in examples])
+    y_pred = probs.argmax(axis=1)
+    langs = [ex.lang for ex in examples]
+    result = scores(y_true, y_pred) | {"stance_macro_f1": stance_macro_f1(y_true, y_pred)}
+    result["per_language"] = per_language(langs, y_true, y_pred)
+    for lang, row in result["per_language"].items():
+        idx = [i for i, code in enumerate(langs) if code == lang]
+        row["stance_macro_f1"] = stance_macro_f1(y_true[idx], y_pred[idx])
+    return result
+
+
+def summarise(folds: list[dict]) -> dict:
+    """Mean and sd over folds: the headline numbers, per class F1, and per language (with its total n)."""
+    def mean_sd(values: list[float]) -> dict:
+        return {"mean": round(float(np.mean(values)), 4), "sd": round(float(np.std(values, ddof=1)), 4)
+                if len(values) > 1 else 0.0}
+
+    out: dict = {name: mean_sd([f[name] for f in folds]) for name in HEADLINE}
+    out["per_class_f1"] = {c.value: mean_sd([f["per_class_f1"][c.value] for f in folds]) for c in CATEGORIES}
+    languages = sorted({lang for f in folds for lang in f["per_language"]})
+    out["per_language"] = {}
+    for lang in languages:
+        rows = [f["per_language"][lang] for f in folds if lang in f["per_language"]]
+        out["per_language"][lang] = {"n": sum(r["n"] for r in rows)} | {
+            name: mean_sd([r[name] for r in rows]) for name in ("accuracy", "macro_f1", "stance_macro_f1")}
+    return out
+
+
+def fold_scorer(settings, config: TrainConfig, adapter_dir: Path, frozen_memo: dict | None
+                ) -> Callable[[list[str]], np.ndarray]:
+    """How a trained fold scores its held-out tweets: through ``frozen_memo`` when the recipe adapts only the top
+    layers (the other folds already ran those tweets through the frozen ones), else a plain forward pass."""
+    from shared.classifier.model import StanceClassifier
+    from shared.training.loop import predict_with_frozen_memo
+
+    classifier = StanceClassifier.load(settings.model_copy(update={"max_tokens": config.max_tokens}),
+                                       adapter=adapter_dir)
+    if not config.train_layers or frozen_memo is None:
+        return classifier.predict_proba
+    start = max(0, classifier.model.config.num_hidden_layers - config.train_layers)
+    memo = frozen_memo.setdefault((classifier.model_id, start), {})
+    return lambda texts: predict_with_frozen_memo(classifier, texts, start, memo)
+
+
+TrainFn = Callable[[list[Example], Path], Callable[[list[str]], np.ndarray]]
+"""Trains on the examples in the directory and returns the trained model's ``predict_proba``."""
+
+
+def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: TrainFn, *, folds: int = 5,
+           seed: int = 0, lolo: list[str] = (), log: Callable[[str], None] = print) -> dict:
+    """K-fold CV (``folds`` ≥ 2; 0 skips it) and one leave-one-language-out run per language in ``lolo``; writes
+    ``out/cv.json`` and returns it. ``train_fold`` does the training (the CLI passes the real one)."""
+    out.mkdir(parents=True, exist_ok=True)
+    plan: list[tuple[str, list[Example], list[Example]]] = []
+    if folds:
+        parts = kfold(examples, folds, seed)
+        for i, held_out in enumerate(parts):
+            plan.append((f"fold-{i + 1}", [ex for j, p in enumerate(parts) if j != i for ex in p], held_out))
+    present = {ex.lang for ex in examples}
+    for lang in lolo:
+        if lang not in present:
+            raise ValueError(f"--lolo {lang}: no labeled tweets in that language (the data has "
+                             f"{', '.join(sorted(present))})")
+        plan.append((f"lolo-{lang}", [ex for ex in examples if ex.lang != lang],
+                     [ex for ex in examples if ex.lang == lang]))
+    results: dict[str, dict] = {}
+    for name, train_set, held_out in plan:
+        directory = out / name
+        done = directory / "scores.json"
+        expected = data_digest(held_out)
+        if done.exists() and json.loads(done.read_text()).get("held_out_sha256_16") == expected:
+            results[name] = json.loads(done.read_text())
+            log(f"{name}: already scored, kept")
+            continue
+        log(f"{name}: training on {len(train_set)} tweets, scoring {len(held_out)}")
+        predict = train_fold(train_set, directory)
+        result = fold_scores(held_out, predict([ex.text for ex in held_out]))
+        result["held_out_sha256_16"] = expected
+        result["train_n"] = len(train_set)
+        directory.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(result, indent=1) + "\n")
+        results[name] = result
+        log(f"{name}: accuracy {result['accuracy']:.3f}  macro-F1 {result['macro_f1']:.3f}  "
+            f"stance macro-F1 {result['stance_macro_f1']:.3f}")
+    fold_results = [r for name, r in results.items() if name.startswith("fold-")]
+    report = {
+        "folds": folds, "seed": seed, "examples": len(examples), "data_sha256_16": data_digest(examples),
+        "recipe": asdict(config),
+        "cv": summarise(fold_results) if fold_results else None,
+        "per_fold": {name: {k: r[k] for k in HEADLINE} for name, r in results.items() if name.startswith("fold-")},
+        "lolo": {name.removeprefix("lolo-"): {k: r[k] for k in (*HEADLINE, "n")} for name, r in results.items()
+                 if name.startswith("lolo-")},
+    }
+    (out / "cv.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def render(report: dict) -> str:
+    """The CV report as Markdown tables (what `stancestream cv` prints and writes to cv.md)."""
+    lines = []
+    cv = report.get("cv")
+    if cv:
+        lines += [f"## {report['folds']}-fold cross-validation ({report['examples']} tweets, seed {report['seed']})",
+                  "", "| | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 1) + "|"]
+        for name, row in report["per_fold"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{row[k]:.3f}" for k in HEADLINE) + " |")
+        lines.append("| **mean ± sd** | " + " | ".join(f"{cv[k]['mean']:.3f} ± {cv[k]['sd']:.3f}" for k in HEADLINE)
+                     + " |")
+        lines += ["", "| class | F1 mean ± sd |", "|---|---|"]
+        lines += [f"| {c} | {v['mean']:.3f} ± {v['sd']:.3f} |" for c, v in cv["per_class_f1"].items()]
+        lines += ["", "| language | n | accuracy | macro-F1 | stance macro-F1 |", "|---|---|---|---|---|"]
+        lines += [f"| {lang} | {v['n']} | {v['accuracy']['mean']:.3f} ± {v['accuracy']['sd']:.3f} | "
+                  f"{v['macro_f1']['mean']:.3f} ± {v['macro_f1']['sd']:.3f} | "
+                  f"{v['stance_macro_f1']['mean']:.3f} ± {v['stance_macro_f1']['sd']:.3f} |"
+                  for lang, v in cv["per_language"].items()]
+    if report.get("lolo"):
+        lines += ["", "## Leave one language out (what to expect in a language it never saw)", "",
+                  "| left out | n | " + " | ".join(HEADLINE) + " |", "|---" * (len(HEADLINE) + 2) + "|"]
+        lines += [f"| {lang} | {row['n']} | " + " | ".join(f"{row[k]:.3f}" for k in HEADLINE) + " |"
+                  for lang, row in report["lolo"].items()]
+    return "\n".join(lines) + "\n"

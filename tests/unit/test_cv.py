@@ -1,0 +1,104 @@
+"""Cross-validation machinery: folds stratified and disjoint, stance macro-F1 on a hand-made answer, and
+`stancestream cv` on the tiny model (K folds plus a left-out language, resumed without retraining)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from commands import cli_env, run_cli
+from labeled import TINY_RECIPE, labeled_rows, write_labeled_csv
+from shared.training.cv import kfold, stance_macro_f1
+from shared.training.data import read_labeled
+from shared.training.metrics import to_indices
+
+
+def test_folds_are_disjoint_cover_everything_and_keep_each_stratum_spread(tmp_path):
+    examples = read_labeled([write_labeled_csv(tmp_path / "d.csv", n_per_cell=7)])
+    folds = kfold(examples, 3, seed=4)
+    ids = [ex.id for fold in folds for ex in fold]
+    assert sorted(ids) == sorted(ex.id for ex in examples) and len(set(ids)) == len(ids)
+    for fold in folds:  # 7 per stratum over 3 folds: 2 or 3 in each fold, never 0 or 7
+        assert set(Counter((ex.lang, ex.label) for ex in fold).values()) <= {2, 3}
+    assert [[ex.id for ex in f] for f in kfold(examples, 3, seed=4)] == [[ex.id for ex in f] for f in folds]
+    assert [[ex.id for ex in f] for f in kfold(examples, 3, seed=5)] != [[ex.id for ex in f] for f in folds]
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        kfold(examples, 1, seed=0)
+
+
+def test_stance_macro_f1_ignores_unrelated_tweets_and_counts_unrelated_predictions_as_misses():
+    y = to_indices(["pro-immigration", "pro-immigration", "anti-immigration", "neutral", "unrelated", "unrelated"])
+    p = to_indices(["pro-immigration", "unrelated", "anti-immigration", "anti-immigration", "pro-immigration",
+                    "unrelated"])
+    # related tweets only: pro 1/2 recalled (precision 1) -> F1 2/3; anti P=1/2 R=1 -> 2/3; neutral 0
+    assert stance_macro_f1(y, p) == pytest.approx((2 / 3 + 2 / 3 + 0) / 3)
+    assert stance_macro_f1(y[4:], p[4:]) == 0.0
+
+
+@pytest.mark.model
+def test_cv_cli_reports_folds_and_a_left_out_language_and_resumes_without_retraining(tmp_path, tiny_model_dir):
+    rows = labeled_rows(n_per_cell=6) + labeled_rows(n_per_cell=3, langs=("tr",), prefix="x")
+    data = write_labeled_csv(tmp_path / "labels.csv", rows=rows)
+    env = cli_env(tmp_path, tiny_model_dir)
+    recipe = [f"--{k.replace('_', '-')}={v}" for k, v in TINY_RECIPE.items()]
+    args = ("cv", "--data", str(data), "--out", str(tmp_path / "cv"), "--folds", "2", "--lolo", "tr", *recipe)
+    first = run_cli(*args, env=env, timeout=600)
+    assert first.returncode == 0, first.stderr
+    report = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert set(report["per_fold"]) == {"fold-1", "fold-2"} and report["examples"] == len(rows)
+    held_out = [json.loads((tmp_path / "cv" / f"fold-{i}" / "scores.json").read_text())["n"] for i in (1, 2)]
+    assert sum(held_out) == len(rows)
+    assert report["lolo"]["tr"]["n"] == 12
+    lolo_meta = json.loads((tmp_path / "cv" / "lolo-tr" / "adapter" / "stancestream.json").read_text())
+    assert lolo_meta["data"]["examples"] == len(rows) - 12  # Turkish never reached training
+    folds = [report["per_fold"][f]["macro_f1"] for f in ("fold-1", "fold-2")]
+    assert report["cv"]["macro_f1"]["mean"] == pytest.approx(np.mean(folds), abs=1e-4)
+    assert set(report["cv"]["per_language"]) == {"en", "es", "id", "tr"}
+    assert "Leave one language out" in first.stdout and "mean ± sd" in first.stdout
+
+    adapter = tmp_path / "cv" / "fold-1" / "adapter" / "adapter_model.safetensors"
+    before = adapter.stat().st_mtime_ns
+    again = run_cli(*args, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already scored, kept") == 3 and adapter.stat().st_mtime_ns == before
+
+    unknown = run_cli("cv", "--data", str(data), "--out", str(tmp_path / "cv2"), "--lolo", "xx", env=env)
+    assert unknown.returncode == 2 and "no labeled tweets in that language" in unknown.stderr
+
+
+@pytest.mark.model
+def test_folds_share_the_frozen_layers_output_without_changing_what_is_trained(tmp_path, tiny_settings,
+                                                                               tiny_classifier):
+    from safetensors.numpy import load_file
+
+    from shared.training.config import TrainConfig
+    from shared.training.loop import train
+
+    examples = read_labeled([write_labeled_csv(tmp_path / "d.csv", n_per_cell=5)])
+    config = TrainConfig(**TINY_RECIPE, train_layers=1)
+    plain = train(tiny_settings, examples[:40], tmp_path / "plain", config, progress=False)
+    memo: dict = {}
+    first = train(tiny_settings, examples[:40], tmp_path / "first", config, progress=False, frozen_memo=memo)
+    (streams,) = memo.values()
+
+    def distinct(part):  # the tiny tokenizer reads several of the fixture's texts alike
+        return {tuple(s) for s in tiny_classifier.encode([ex.text for ex in part])}
+
+    assert set(streams) == distinct(examples[:40])
+    cached = {key: id(value) for key, value in streams.items()}
+    train(tiny_settings, examples[20:], tmp_path / "second", config, progress=False, frozen_memo=memo)
+    assert set(streams) == distinct(examples)
+    assert all(id(streams[key]) == ident for key, ident in cached.items())  # reused, not computed again
+    a, b = (load_file(str(r.adapter_dir / "adapter_model.safetensors")) for r in (plain, first))
+    assert a.keys() == b.keys() and all(np.allclose(a[k], b[k]) for k in a)
+
+    # a fold scores its held-out tweets through the memo exactly as a plain forward pass would
+    from shared.training.cv import fold_scorer
+
+    texts = [ex.text for ex in examples[:10]] + ["a tweet no fold has seen, about the border"]
+    through_memo = fold_scorer(tiny_settings, config, first.adapter_dir, memo)(texts)
+    plain_pass = fold_scorer(tiny_settings, config, first.adapter_dir, None)(texts)
+    assert np.allclose(through_memo, plain_pass, atol=1e-5)
