@@ -31,3 +31,28 @@ def duration(text: str) -> timedelta:
     if unit not in _UNITS or not 0 < value * _UNITS.get(unit, 0) <= 100 * 365 * 86400:  # NaN and inf too
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 90m, 24h, 7d or 2w)")
     return timedelta(seconds=value * _UNITS[unit])
+
+
+def add_recipe_options(parser) -> None:
+    """Every ``TrainConfig`` field as an option (``train`` and ``cv`` take the same recipe), its help from the field."""
+    import argparse
+    from dataclasses import fields
+
+    from shared.training.config import TrainConfig
+
+    for option in fields(TrainConfig):
+        flag, value = "--" + option.name.replace("_", "-"), option.default
+        explained = f"{option.metadata['help']} (default {value})"
+        if isinstance(value, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=explained)
+        else:
+            parser.add_argument(flag, type=type(value) if value is not None else int, default=value, help=explained)
+
+
+def recipe_of(args):
+    """The ``TrainConfig`` that ``add_recipe_options``' options describe."""
+    from dataclasses import fields
+
+    from shared.training.config import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})

@@ -7,11 +7,9 @@ Choose recipes by this, not by test.csv."""
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import fields
 from pathlib import Path
 
-from shared.training.config import TrainConfig
+from services.cli.common import add_recipe_options, recipe_of
 
 HELP = "cross-validate a training recipe (K folds and leave-one-language-out)"
 
@@ -26,13 +24,7 @@ def arguments(parser) -> None:
     parser.add_argument("--cv-seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     parser.add_argument("--lolo", default="", metavar="LANGS",
                         help="leave each of these languages out in turn, comma-separated, or 'all' (default none)")
-    for option in fields(TrainConfig):
-        flag, value = "--" + option.name.replace("_", "-"), option.default
-        explained = f"{option.metadata['help']} (default {value})"
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=explained)
-        else:
-            parser.add_argument(flag, type=type(value) if value is not None else int, default=value, help=explained)
+    add_recipe_options(parser)
 
 
 def run(args, settings) -> int:
@@ -43,7 +35,7 @@ def run(args, settings) -> int:
     from shared.training.loop import train
     from shared.training.pretrain import read_texts
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    config = recipe_of(args)
     examples = read_labeled(args.data)
     lolo = sorted({ex.lang for ex in examples}) if args.lolo == "all" else \
         [code.strip() for code in args.lolo.split(",") if code.strip()]

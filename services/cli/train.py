@@ -4,11 +4,9 @@ lands in OUT/adapter with its metadata."""
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import fields
 from pathlib import Path
 
-from shared.training.config import TrainConfig
+from services.cli.common import add_recipe_options, recipe_of
 
 
 HELP = "LoRA fine-tuning on labeled tweets; writes a versioned adapter directory"
@@ -25,13 +23,7 @@ def arguments(parser) -> None:
                         help="run directory (checkpoint, best, adapter)")
     parser.add_argument("--version", help="adapter version recorded in its metadata (default: OUT's name)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    for option in fields(TrainConfig):
-        flag, value = "--" + option.name.replace("_", "-"), option.default
-        explained = f"{option.metadata['help']} (default {value})"
-        if isinstance(value, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=value, help=explained)
-        else:
-            parser.add_argument(flag, type=type(value) if value is not None else int, default=value, help=explained)
+    add_recipe_options(parser)
 
 
 def run(args, settings) -> int:
@@ -39,7 +31,7 @@ def run(args, settings) -> int:
     from shared.training.loop import train
     from shared.training.pretrain import read_texts
 
-    config = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    config = recipe_of(args)
     pretrain_texts = read_texts(args.pretrain_texts) if args.pretrain_texts else None
     result = train(settings, read_labeled(args.data), args.out, config, sources=[str(p) for p in args.data],
                    version=args.version, resume=args.resume, pretrain_texts=pretrain_texts)
