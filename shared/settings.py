@@ -93,7 +93,10 @@ class Settings(BaseSettings):
         0.05, gt=0, description="longest wait for a take to fill; the model is never kept waiting for it")
     max_batch_size: int = Field(
         128, ge=1, description="most tweets per model call: takes queued while the model was busy are merged up to "
-                               "this, so a backlog gives length bucketing more to sort")
+                               "this (and up to `batch_target_s` of model time)")
+    batch_target_s: float = Field(
+        3.0, gt=0, description="seconds of model time a merged batch may take at the model's measured rate: near "
+                               "capacity, results flow steadily instead of in bursts of large batches")
     in_flight_batches: int = Field(
         2, ge=1, description="classified batches that may wait for their ClickHouse write while the model goes on")
     fetch_max_wait_ms: int = Field(
@@ -155,7 +158,11 @@ class Settings(BaseSettings):
     dtype: Dtype = Field(Dtype.auto, description="compute precision of the unquantized layers")
     device: Device = Field(Device.auto, description="cpu or cuda")
     max_tokens: int = Field(128, ge=16, description="tweets are truncated to this many tokens")
-    infer_batch_size: int = Field(16, ge=1, description="tweets per forward pass (length-sorted)")
+    pass_tokens: int = Field(
+        2048, ge=1, description="tokens per forward pass when classifying: tweets are packed end to end into rows, "
+                                  "so a micro-batch in arrival order costs what a length-sorted one does")
+    infer_batch_size: int = Field(16, ge=1, description="tweets per forward pass when training scores its dev split "
+                                                       "and caches the frozen layers (length-sorted, padded)")
     merge_adapter: bool = Field(
         True, description="fold the served LoRA adapter into the base weights (faster; unmerged on hot-swap)"
     )

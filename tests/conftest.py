@@ -69,9 +69,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def tiny_settings(tiny_model_dir, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    # infer_batch_size=4: a handful of texts already spans several length-sorted sub-batches.
+    # infer_batch_size=4 and pass_tokens=512: a handful of texts already spans several training sub-batches, and
+    # packed passes of two rows (of 256 tokens) when served.
     return Settings(base_model=str(tiny_model_dir), adapter=None, dtype="fp32", device="cpu",
-                    cache_dir=tmp_path_factory.mktemp("model-cache"), infer_batch_size=4, max_tokens=64)
+                    cache_dir=tmp_path_factory.mktemp("model-cache"), infer_batch_size=4, max_tokens=64,
+                    pass_tokens=512)
 
 
 @pytest.fixture(scope="session")

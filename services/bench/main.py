@@ -43,7 +43,7 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "isa": isa, "python": platform.python_version()}
 
 
-def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str], batch_sizes: list[int],
+def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str], pass_sizes: list[int],
         window_s: float, replay_n: int, baseline_n: int, slow_n: int, skip_baseline: bool, skip_e2e: bool,
         update_doc: bool, workers_n: int = 0, max_workers: int | None = None) -> dict:
     import torch
@@ -64,7 +64,7 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
 
     log("(a) the served classifier (default runtime, shipped adapter)")
     served = StanceClassifier.load(settings, adapter=settings.adapter)
-    default = measure(served, texts, settings.infer_batch_size)
+    default = measure(served, texts, settings.pass_tokens)
     predictions = served.predict_proba(texts).argmax(axis=1)
     streaming = measure_micro_batches(served, texts, settings.batch_size)
     report["classifier"] = default | {
@@ -95,8 +95,8 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     report["replay_tweets_per_s"] = report["replay"].get("tweets_per_s")
     del served
 
-    log("(a) precisions × batch sizes")
-    report["precisions"] = precision_table(settings, texts, precisions, batch_sizes, slow_n, log)
+    log("(a) precisions × tokens per pass")
+    report["precisions"] = precision_table(settings, texts, precisions, pass_sizes, slow_n, log)
 
     log("(b) baseline: the paper's method through llama.cpp")
     if skip_baseline:
@@ -179,7 +179,7 @@ def render_markdown(report: dict) -> str:
     lines = [f"Run {report['created_at']} on {m['cpu']} ({m['cores']} cores, {', '.join(m['isa']) or 'no AVX2'}), "
              f"{report['threads']} torch threads, {report['n']} tweets of `{Path(report['data']).name}`.", ""]
     c = report["classifier"]
-    lines += [f"- **Served classifier** ({c['precision']}, adapter {c['adapter']}, batch {c['batch_size']}): "
+    lines += [f"- **Served classifier** ({c['precision']}, adapter {c['adapter']}, packed passes of {c['pass_tokens']} tokens): "
               f"**{c['tweets_per_s']:.2f} tweets/s**, {c['tokens_per_s']:.0f} tokens/s, "
               f"{c['tokens_per_tweet']:.0f} tokens/tweet, accuracy {c['accuracy']:.3f}; "
               f"{c['micro_batches']['tweets_per_s']:.2f} tweets/s when the tweets come "
@@ -194,8 +194,8 @@ def render_markdown(report: dict) -> str:
     lines += [f"- **Roofline:** {r['gflops_per_tweet']:.2f} GFLOP per tweet × {c['tweets_per_s']:.2f} tweets/s = "
               f"{r['achieved_gflops']:.0f} GFLOP/s of a measured {r['peak']['dtype']} matmul peak of "
               f"{r['peak_gflops']:.0f} GFLOP/s: **{report['roofline_fraction']:.0%}**.", "",
-              "| precision | batch | tweets/s | tokens/s | n |", "|---|---|---|---|---|"]
-    lines += [f"| {p['precision']} | {p['batch_size']} | {p['tweets_per_s']:.2f} | {p['tokens_per_s']:.0f} | {p['n']} |"
+              "| precision | tokens per pass | tweets/s | tokens/s | n |", "|---|---|---|---|---|"]
+    lines += [f"| {p['precision']} | {p['pass_tokens']} | {p['tweets_per_s']:.2f} | {p['tokens_per_s']:.0f} | {p['n']} |"
               for p in report["precisions"]]
     if report.get("replay"):
         lines += ["", f"- **Replay:** {report['replay']['n']} archived tweets at **{report['replay_tweets_per_s']:.2f} "

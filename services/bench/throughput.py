@@ -1,4 +1,4 @@
-"""(a) Classifier-only throughput: the same tweets through each precision and batch size."""
+"""(a) Classifier-only throughput: the same tweets through each precision and pass size."""
 
 from __future__ import annotations
 
@@ -15,21 +15,22 @@ PRECISIONS = {  # name -> settings overrides (model_copy does not validate: enum
 }
 
 
-def measure(classifier: StanceClassifier, texts: list[str], batch_size: int) -> dict:
-    """Tweets/s and tokens/s of ``predict_proba`` over ``texts`` (after one warm-up batch)."""
-    classifier.batch_size = batch_size
+def measure(classifier: StanceClassifier, texts: list[str], pass_tokens: int) -> dict:
+    """Tweets/s and tokens/s of ``predict_proba`` over ``texts`` in packed passes of ``pass_tokens`` (after a
+    warm-up pass)."""
+    classifier.pass_tokens = pass_tokens
     tokens = sum(len(s) for s in classifier.encode(texts))
-    classifier.predict_proba(texts[:batch_size])
+    classifier.predict_proba(texts[:16])
     started = time.perf_counter()
     classifier.predict_proba(texts)
     seconds = time.perf_counter() - started
-    return {"batch_size": batch_size, "n": len(texts), "seconds": round(seconds, 3),
+    return {"pass_tokens": pass_tokens, "n": len(texts), "seconds": round(seconds, 3),
             "tweets_per_s": round(len(texts) / seconds, 3), "tokens_per_s": round(tokens / seconds, 1),
             "tokens_per_tweet": round(tokens / len(texts), 1)}
 
 
 def measure_micro_batches(classifier: StanceClassifier, texts: list[str], micro_batch: int) -> dict:
-    """Tweets/s when texts arrive as the worker sees them: ``micro_batch`` at a time, bucketed within each."""
+    """Tweets/s when texts arrive as the worker sees them: ``micro_batch`` at a time, in arrival order."""
     classifier.predict_proba(texts[:micro_batch])
     started = time.perf_counter()
     for at in range(0, len(texts), micro_batch):
@@ -38,20 +39,20 @@ def measure_micro_batches(classifier: StanceClassifier, texts: list[str], micro_
     return {"micro_batch": micro_batch, "n": len(texts), "tweets_per_s": round(len(texts) / seconds, 3)}
 
 
-def precision_table(settings: Settings, texts: list[str], precisions: list[str], batch_sizes: list[int],
+def precision_table(settings: Settings, texts: list[str], precisions: list[str], pass_sizes: list[int],
                     slow_n: int, log) -> list[dict]:
-    """One row per (precision, batch size). A precision that a probe batch shows slower than 3 tweets/s is
+    """One row per (precision, tokens per pass). A precision that a probe shows slower than 3 tweets/s is
     measured on the first ``slow_n`` tweets only (bf16 without native bf16 units takes minutes otherwise)."""
     rows = []
     for name in precisions:
         classifier = StanceClassifier.load(settings.model_copy(update=PRECISIONS[name] | {"device": Device.cpu}),
                                            adapter=settings.adapter)
-        probe = measure(classifier, texts[: batch_sizes[0]], batch_sizes[0])
+        probe = measure(classifier, texts[:16], pass_sizes[0])
         sample = texts[:slow_n] if probe["tweets_per_s"] < 3 else texts
-        for batch_size in batch_sizes:
-            row = {"precision": name, "device": classifier.runtime.device} | measure(classifier, sample, batch_size)
+        for pass_tokens in pass_sizes:
+            row = {"precision": name, "device": classifier.runtime.device} | measure(classifier, sample, pass_tokens)
             rows.append(row)
-            log(f"  {name:>5} batch {batch_size:>3}: {row['tweets_per_s']:6.2f} tweets/s "
+            log(f"  {name:>5} pass {pass_tokens:>5} tokens: {row['tweets_per_s']:6.2f} tweets/s "
                 f"{row['tokens_per_s']:7.0f} tokens/s (n={row['n']})")
         del classifier
         gc.collect()

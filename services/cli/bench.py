@@ -1,4 +1,4 @@
-"""Classifier-only throughput per precision and batch size on the tweets of a labeled CSV; the paper's method
+"""Classifier-only throughput per precision and pass size on the tweets of a labeled CSV; the paper's method
 (llama.cpp, one tweet per call) on the same tweets and base model; the measured matmul peak and the fraction of it
 the classifier achieves; the replay rate; and through the embedded stack the end-to-end capacity, the latency from
 produce to queryable row at 0.25, 0.5 and 0.75 of it, and the speedup identical tweets get. Writes DIR/bench.json,
@@ -19,7 +19,8 @@ def arguments(parser) -> None:
         help="tweets to classify (default: the paper's test set beside the checkout)")
     parser.add_argument("--n", type=int, default=400, help="tweets for the classifier measurements (default 400)")
     parser.add_argument("--precisions", default="fp32,bf16,nf4", help="comma-separated (default fp32,bf16,nf4)")
-    parser.add_argument("--batch-sizes", default="8,16,32", help="comma-separated (default 8,16,32)")
+    parser.add_argument("--pass-tokens", default="1024,2048",
+                        help="tokens per packed forward pass to compare, comma-separated (default 1024,2048)")
     parser.add_argument("--slow-n", type=int, default=48,
                         help="tweets for a precision that a probe batch shows slower than 3 tweets/s (default 48)")
     parser.add_argument("--baseline-n", type=int, default=150, help="tweets for the llama.cpp baseline (default 150)")
@@ -42,7 +43,7 @@ def run(args, settings) -> int:
     from services.bench.main import run as bench
 
     bench(settings, args.data, args.out, args.n, args.precisions.split(","),
-          [int(b) for b in args.batch_sizes.split(",")], args.window_s, args.replay_n, args.baseline_n,
+          [int(b) for b in args.pass_tokens.split(",")], args.window_s, args.replay_n, args.baseline_n,
           args.slow_n, args.skip_baseline, args.skip_e2e, not args.no_doc, args.workers_n,
           args.max_workers)
     return 0

@@ -13,8 +13,7 @@ import numpy as np
 from shared.classifier.adapters import check_adapter, load_label_head, read_adapter_metadata
 from shared.classifier.errors import ClassifierError
 from shared.classifier.model import StanceClassifier
-from shared.classifier.scoring import hidden_before_layer, label_logits_from_layer, length_buckets, unwrap
-from shared.messages import CATEGORIES
+from shared.classifier.scoring import PackedPass, hidden_before_layer, label_logits_from_layer, unwrap
 
 
 def top_layers(adapter_dir: Path) -> int | None:
@@ -54,21 +53,14 @@ class AdapterEnsemble:
         self.model_id = classifier.model_id
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        import torch
+        return self.classifier.score(texts, self._member_logits)
 
+    def _member_logits(self, batch: PackedPass) -> list:
         c = self.classifier
-        if not texts:
-            return np.zeros((0, len(CATEGORIES)), dtype=np.float32)
-        sequences = c.encode(texts)
-        probs = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
-        with torch.inference_mode():
-            for idx in length_buckets([len(s) for s in sequences], c.batch_size):
-                ids, mask = c.collate([sequences[i] for i in idx])
-                hidden = hidden_before_layer(c.model, ids, mask, self.start)
-                total = 0
-                for name, head in zip(self.names, self.heads):
-                    c.model.set_adapter(name)
-                    logits = label_logits_from_layer(c.model, hidden, mask, self.start, c.label_token_ids, head)
-                    total = total + torch.softmax(logits.float(), dim=-1)
-                probs[idx] = (total / len(self.names)).cpu().numpy()
-        return probs
+        hidden = hidden_before_layer(c.model, batch.ids, None, self.start, position_ids=batch.positions)
+        logits = []
+        for name, head in zip(self.names, self.heads):
+            c.model.set_adapter(name)
+            logits.append(label_logits_from_layer(c.model, hidden, None, self.start, c.label_token_ids, head,
+                                                  packed=batch))
+        return logits

@@ -1,6 +1,6 @@
 """The stance classifier: a causal LM (optionally 4-bit, optionally with a LoRA adapter) scoring four label words,
-or in the ``prompt`` mode the paper's prompt and its four category numbers (``shared.classifier.scoring``), in one
-forward pass per length-sorted sub-batch. Adapters are swapped in and out beside the loaded base model.
+or in the ``prompt`` mode the paper's prompt and its four category numbers (``shared.classifier.scoring``), the
+tweets packed end to end into forward passes of ``pass_tokens``. Adapters are swapped in and out beside the loaded base model.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from shared.classifier.errors import ClassifierError
 from shared.classifier.model_source import gguf_adds_bos, model_fingerprint, resolve_base_model
 from shared.classifier.runtime import Runtime, nf4_config
 from shared.classifier.scoring import (
-    LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_PREFIX, PROMPT_SUFFIX, answer_token_ids, label_logits,
-    label_token_ids, length_buckets, normalize_tweet, unwrap,
+    LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_PREFIX, PROMPT_SUFFIX, PackedPass, answer_token_ids, label_logits,
+    label_token_ids, normalize_tweet, packed_label_logits, packed_passes, unwrap,
 )
 from shared.messages import CATEGORIES
 from shared.settings import Quantization, Scoring, Settings
@@ -39,12 +39,13 @@ class StanceClassifier:
 
     def __init__(self, model, tokenizer, runtime: Runtime, *, max_tokens: int, batch_size: int,
                  model_id: str, adapter_version: str, merge_adapters: bool = True,
-                 scoring: Scoring = Scoring.label_words, add_bos: bool | None = None):
+                 scoring: Scoring = Scoring.label_words, add_bos: bool | None = None, pass_tokens: int = 2048):
         self.model = model
         self.tokenizer = tokenizer
         self.runtime = runtime
         self.max_tokens = max_tokens
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # rows of training's padded passes (length_buckets)
+        self.pass_tokens = pass_tokens  # tokens of a served (packed) pass
         self.model_id = model_id
         self.adapter_version = adapter_version
         self.merge_adapters = merge_adapters
@@ -90,7 +91,7 @@ class StanceClassifier:
         classifier = cls(model, tokenizer, runtime, max_tokens=settings.max_tokens,
                          batch_size=settings.infer_batch_size, model_id=model_id, adapter_version=BASE_VERSION,
                          merge_adapters=settings.merge_adapter, scoring=settings.scoring,
-                         add_bos=gguf_adds_bos(model_dir))
+                         add_bos=gguf_adds_bos(model_dir), pass_tokens=settings.pass_tokens)
         if adapter is not None:
             classifier.switch_adapter(Path(adapter))
         log.info("classifier ready: %s adapter=%s scoring=%s on %s/%s/%s", model_id, classifier.adapter_version,
@@ -200,16 +201,25 @@ class StanceClassifier:
         return label_logits(self.model, input_ids, attention_mask, self.label_token_ids, self.label_head)
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 4) probabilities in ``CATEGORIES`` order, one forward pass per length bucket."""
+        """(len(texts), 4) probabilities in ``CATEGORIES`` order."""
+        return self.score(texts, lambda batch: self.packed_logits(batch))
+
+    def packed_logits(self, batch: PackedPass) -> "torch.Tensor":
+        return packed_label_logits(self.model, batch, self.label_token_ids, self.label_head)
+
+    def score(self, texts: list[str], logits_of) -> np.ndarray:
+        """(len(texts), 4) probabilities: the tweets encoded and packed into passes, ``logits_of(pass)`` (or a list
+        of logits, whose probabilities are averaged: an ensemble) for each."""
         import torch
 
         if not texts:
             return np.zeros((0, len(CATEGORIES)), dtype=np.float32)
-        sequences = self.encode(texts)
         probs = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
         with torch.inference_mode():
-            for idx in length_buckets([len(s) for s in sequences], self.batch_size):
-                ids, mask = self.collate([sequences[i] for i in idx])
-                logits = self.label_logits(ids, mask).float()
-                probs[idx] = torch.softmax(logits, dim=-1).cpu().numpy()
+            for batch in packed_passes(self.encode(texts), self.pass_tokens, pad_id=self.tokenizer.pad_token_id or 0,
+                                       device=self.runtime.device):
+                logits = logits_of(batch)
+                members = logits if isinstance(logits, list) else [logits]
+                mean = sum(torch.softmax(m.float(), dim=-1) for m in members) / len(members)
+                probs[batch.index] = mean.cpu().numpy()
         return probs

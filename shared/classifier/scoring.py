@@ -3,9 +3,10 @@
 Each tweet is wrapped in a short instruction and the model's next-token scores for the four label words
 (" pro", " anti", " neutral", " unrelated") are read at the last position. Only the four rows of the output
 embedding are multiplied, never the 262k-word vocabulary; an adapter may bring its own 4-way linear head instead
-(``new_label_head``; saved and loaded by ``shared.classifier.adapters``, see ``train --head``). Sequences are
-grouped into forward passes of similar length (``length_buckets``), and training only the top layers can start
-from a cached residual stream (``hidden_before_layer``, ``label_logits_from_layer``).
+(``new_label_head``; saved and loaded by ``shared.classifier.adapters``, see ``train --head``). Serving packs
+tweets end to end into forward passes (``packed_passes``); training groups them into padded passes of similar
+length (``length_buckets``), and training only the top layers can start from a cached residual stream
+(``hidden_before_layer``, ``label_logits_from_layer``).
 
 The ``prompt`` scoring mode (``STANCESTREAM_SCORING=prompt``) serves the paper's own models instead: each tweet
 goes into the paper-style instruction prompt (``PAPER_STYLE_PROMPT``, also the llama.cpp baseline's), and the
@@ -15,12 +16,18 @@ four rows read are the tokens of the category numbers 1-4 as the model writes th
 
 from __future__ import annotations
 
+import bisect
 import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from shared.classifier.errors import ClassifierError
 from shared.messages import Category
+
+if TYPE_CHECKING:
+    import torch
 
 PROMPT_PREFIX = "Tweet: "
 # Short on purpose: every prompt token is paid on every tweet (the tweet itself averages ~58 tokens).
@@ -113,12 +120,27 @@ def label_logits(model, input_ids, attention_mask, token_ids: list[int], head=No
     return _logits_at_last_token(model, hidden, attention_mask, token_ids, head)
 
 
+def packed_label_logits(model, batch: "PackedPass", token_ids: list[int], head=None):
+    """``label_logits`` of a packed pass: one forward over its rows, read at each tweet's last token."""
+    _, backbone = unwrap(model)
+    # No attention mask and no cache: transformers then builds the block-diagonal causal mask from the restarting
+    # position ids (masking_utils.find_packed_sequence_indices), so no tweet attends to its neighbours.
+    hidden = backbone(input_ids=batch.ids, position_ids=batch.positions, use_cache=False).last_hidden_state
+    return label_projection(model, hidden[batch.rows, batch.cols], token_ids, head)
+
+
 def _logits_at_last_token(model, hidden, attention_mask, token_ids: list[int], head=None):
     import torch
 
-    causal_lm, _ = unwrap(model)
     last = attention_mask.sum(dim=1) - 1
-    final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return label_projection(model, hidden[torch.arange(hidden.shape[0], device=hidden.device), last], token_ids, head)
+
+
+def label_projection(model, final, token_ids: list[int], head=None):
+    """(n, 4) label logits of last-token hidden states ``final`` (n, hidden), after the final norm."""
+    import torch
+
+    causal_lm, _ = unwrap(model)
     if head is not None:
         logits = head(final.to(head.weight.dtype))
     else:
@@ -140,8 +162,9 @@ class _StopForward(Exception):
     pass
 
 
-def hidden_before_layer(model, input_ids, attention_mask, start: int):
-    """The residual stream entering decoder layer ``start`` (the layers below are not run twice)."""
+def hidden_before_layer(model, input_ids, attention_mask, start: int, position_ids=None):
+    """The residual stream entering decoder layer ``start`` (the layers below are not run twice). A packed pass
+    gives ``position_ids`` and no ``attention_mask``."""
     _, backbone = unwrap(model)
     captured = {}
 
@@ -151,7 +174,7 @@ def hidden_before_layer(model, input_ids, attention_mask, start: int):
 
     handle = backbone.layers[start].register_forward_pre_hook(capture, with_kwargs=True)
     try:
-        backbone(input_ids=input_ids, attention_mask=attention_mask)
+        backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
     except _StopForward:
         pass
     finally:
@@ -159,14 +182,19 @@ def hidden_before_layer(model, input_ids, attention_mask, start: int):
     return captured["hidden"]
 
 
-def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids: list[int], head=None):
-    """``label_logits`` for a batch whose residual stream entering layer ``start`` is already known."""
+def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids: list[int], head=None,
+                            packed: "PackedPass | None" = None):
+    """``label_logits`` for a batch whose residual stream entering layer ``start`` is already known: a right-padded
+    batch with its ``attention_mask``, or a ``packed`` pass (``attention_mask`` None)."""
     import torch
     from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
     _, backbone = unwrap(model)
     config = backbone.config
-    position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
+    if packed is not None:
+        position_ids = packed.positions
+    else:
+        position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
     mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": attention_mask,
                  "past_key_values": None, "position_ids": position_ids}
     masks = {"full_attention": create_causal_mask(**mask_args),
@@ -176,7 +204,10 @@ def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids
         kind = config.layer_types[index]
         hidden = backbone.layers[index](hidden, attention_mask=masks[kind], position_embeddings=rotary[kind],
                                         position_ids=position_ids)
-    return _logits_at_last_token(model, backbone.norm(hidden), attention_mask, token_ids, head)
+    hidden = backbone.norm(hidden)
+    if packed is not None:
+        return label_projection(model, hidden[packed.rows, packed.cols], token_ids, head)
+    return _logits_at_last_token(model, hidden, attention_mask, token_ids, head)
 
 
 # --- an adapter's own label head ------------------------------------------------------------------------------
@@ -216,3 +247,69 @@ def length_buckets(lengths: list[int], max_rows: int, max_padding: float = MAX_P
     if current:
         buckets.append(np.array(current))
     return buckets
+
+
+# --- packing tweets into forward passes -----------------------------------------------------------------------
+
+#: Tokens per packed row: several tweets (≈ 66 tokens each with the prompt) end to end. Attention is computed over
+#: the whole row and masked, so longer rows waste attention FLOPs (≈ 1 % of a tweet's at 66 tokens, ≈ 9 % at 256).
+ROW_TOKENS = 256
+
+
+@dataclass
+class PackedPass:
+    """One forward pass of packed tweets: ``ids`` and ``positions`` (rows, width), each tweet's positions counting
+    from 0; ``index[k]`` is the input sequence whose last token sits at (``rows[k]``, ``cols[k]``)."""
+
+    ids: "torch.Tensor"
+    positions: "torch.Tensor"
+    rows: "torch.Tensor"
+    cols: "torch.Tensor"
+    index: np.ndarray
+
+
+def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: int = ROW_TOKENS, pad_id: int = 0,
+                  device="cpu") -> list[PackedPass]:
+    """Token sequences packed end to end into rows (best fit, longest first) and the rows into passes of about
+    ``pass_tokens`` tokens. A pass costs its real tokens plus what is left at the rows' ends, however the
+    lengths mix: a micro-batch in arrival order is as cheap per token as a length-sorted one, where padded
+    batches of mixed lengths computed mostly padding or split into many small, slow passes."""
+    import torch
+
+    lengths = [len(s) for s in sequences]
+    width = max([row_tokens, *lengths])
+    rows: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (room left, row number), sorted: best fit is the first room that fits
+    for i in sorted(range(len(sequences)), key=lambda i: -lengths[i]):
+        at = bisect.bisect_left(free, (lengths[i], -1))
+        if at == len(free):
+            rows.append([i])
+            room, row = width - lengths[i], len(rows) - 1
+        else:
+            room, row = free.pop(at)
+            rows[row].append(i)
+            room -= lengths[i]
+        bisect.insort(free, (room, row))
+    per_pass = max(1, pass_tokens // width)
+    passes = []
+    for first in range(0, len(rows), per_pass):
+        group = rows[first: first + per_pass]
+        used = max(sum(lengths[i] for i in row) for row in group)
+        ids = torch.full((len(group), used), pad_id, dtype=torch.long)
+        positions = torch.zeros((len(group), used), dtype=torch.long)
+        index, last_row, last_col = [], [], []
+        for r, row in enumerate(group):
+            col = 0
+            for i in row:
+                n = lengths[i]
+                ids[r, col: col + n] = torch.tensor(sequences[i])
+                positions[r, col: col + n] = torch.arange(n)
+                index.append(i)
+                last_row.append(r)
+                last_col.append(col + n - 1)
+                col += n
+            # The row's unused end counts as one more sequence of its own: the tweets before it never see it.
+            positions[r, col:] = torch.arange(used - col)
+        passes.append(PackedPass(ids.to(device), positions.to(device), torch.tensor(last_row, device=device),
+                                 torch.tensor(last_col, device=device), np.array(index)))
+    return passes

@@ -5,8 +5,9 @@ Delivery is at-least-once and an offset is committed only after its batch is dur
 
 1. ``noack_take`` hands over takes of events *without* acking them (plain ``take()`` acks in a ``finally``,
    even when the loop body raised, so a failed insert would still be committed by Faust's commit timer).
-2. Takes queue up while the model is busy and are merged into one batch (up to ``max_batch_size``): a backlog
-   makes large, well-bucketed batches; a light load, small and prompt ones.
+2. Takes queue up while the model is busy and are merged into one batch of up to what the model classifies in
+   ``batch_target_s`` at its measured rate (``BatchLimit``, at most ``max_batch_size``): a backlog makes batches
+   large enough to pack well, a light load small and prompt ones, and no batch holds its tweets for long.
 3. A batch is classified in the model thread while the batches before it (at most ``in_flight_batches``) are
    written to ClickHouse (retried with backoff) and their results and dead letters produced and delivered.
 4. Batches are written strictly in order, and a batch's events are acked only after its own write and
@@ -122,6 +123,29 @@ def partition_lag(consumer, topics: dict[str, str]) -> dict[tuple[str, int], int
             continue
         committed[key] = consumer._committed_offset.get(tp)
     return consumer_lag(highwaters, committed)
+
+
+class BatchLimit:
+    """The most tweets to merge into one model call: what the model classifies in ``target_s`` at its measured
+    rate, between ``smallest`` (a take) and ``largest``. Tweets are packed into forward passes, so a batch of a few
+    seconds is as cheap per tweet as a large one; near capacity, batches of 128 (20-30 s on 2 cores) delivered
+    results in bursts and held every tweet in them that long (docs/benchmarks.md)."""
+
+    SMOOTHING = 0.3  # weight of the newest batch in the rate's moving average
+
+    def __init__(self, smallest: int, largest: int, target_s: float):
+        self.smallest, self.largest, self.target_s = smallest, max(smallest, largest), target_s
+        self.rate: float | None = None  # tweets per second of model time
+
+    def observe(self, tweets: int, seconds: float) -> None:
+        if tweets and seconds > 0:
+            rate = tweets / seconds
+            self.rate = rate if self.rate is None else self.SMOOTHING * rate + (1 - self.SMOOTHING) * self.rate
+
+    def most(self) -> int:
+        if self.rate is None:
+            return self.smallest
+        return min(self.largest, max(self.smallest, round(self.rate * self.target_s)))
 
 
 class _Backlog:
@@ -253,10 +277,12 @@ def build_worker(
                 for e in events]
 
     async def durable_batches(stream, prepare: Callable[[list[InboundMessage]], Awaitable[object]],
-                              commit: Callable[[list[InboundMessage], object], Awaitable[None]]) -> None:
-        """Take micro-batches; ``prepare`` them one at a time, ``commit`` (write and publish) them one at a time in
-        the same order, concurrently with the next ``prepare``; ack a batch's events only once its ``commit``
-        returned. A failure parks the pipeline: that batch and every later one stay unacked."""
+                              commit: Callable[[list[InboundMessage], object], Awaitable[None]],
+                              most: Callable[[], int] = lambda: settings.max_batch_size) -> None:
+        """Take micro-batches and merge what queued into batches of at most ``most()`` events; ``prepare`` them one
+        at a time, ``commit`` (write and publish) them one at a time in the same order, concurrently with the next
+        ``prepare``; ack a batch's events only once its ``commit`` returned. A failure parks the pipeline: that
+        batch and every later one stay unacked."""
         # ``noack()`` first: ``noack_take`` restores the stream's own ack setting when its generator is closed
         # (on shutdown, or if the loop body raised), after which Faust acks every message still flowing
         # through the stream, processed or not. On a no-ack stream there is nothing to restore.
@@ -275,7 +301,7 @@ def build_worker(
 
         async def preparing() -> None:
             while True:
-                events = await backlog.next_batch(settings.max_batch_size)
+                events = await backlog.next_batch(most())
                 try:
                     messages = inbound(events)
                     ready = (events, messages, await prepare(messages))
@@ -314,12 +340,16 @@ def build_worker(
             await write_durably(lambda: found.update(lookup(ids)))
         return found
 
+    batch_limit = BatchLimit(settings.batch_size, settings.max_batch_size, settings.batch_target_s)
+
     async def classify(messages: list[InboundMessage]) -> tuple[BatchResult, float]:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         parsed = await loop.run_in_executor(model_thread, processor.parse, messages)
-        result = await loop.run_in_executor(model_thread, processor.classify_parsed, parsed,
-                                            await stored_texts(parsed.ids))
+        stored = await stored_texts(parsed.ids)
+        model_started = time.perf_counter()
+        result = await loop.run_in_executor(model_thread, processor.classify_parsed, parsed, stored)
+        batch_limit.observe(len(messages), time.perf_counter() - model_started)
         guard.check(result)
         unwritten.add(result.tweets)
         return result, started
@@ -367,7 +397,7 @@ def build_worker(
 
     @app.agent(raw, name="classify")
     async def classify_agent(stream):
-        await durable_batches(stream, classify, store_classified)
+        await durable_batches(stream, classify, store_classified, batch_limit.most)
 
     @app.agent(labels, name="labels")
     async def label_agent(stream):

@@ -66,10 +66,13 @@ def test_predict_proba_empty_and_the_label_served_is_the_most_probable(tiny_clas
 
 
 def test_batching_does_not_change_probabilities(tiny_classifier):
+    from shared.classifier.scoring import packed_passes
+
     clf = tiny_classifier
-    lengths = sorted(len(s) for s in clf.encode(TEXTS))
-    spreads = [chunk[-1] - chunk[0] for chunk in (lengths[i : i + clf.batch_size] for i in range(0, len(lengths), clf.batch_size))]
-    assert max(spreads) > 32, "the texts should pad some sequences beyond the sliding window"
+    (packed,) = packed_passes(clf.encode(TEXTS), clf.pass_tokens)
+    assert packed.ids.shape[0] == 2, "the texts should fill two packed rows of one pass"
+    starts = packed.cols - packed.positions[packed.rows, packed.cols]
+    assert (starts > 32).any(), "some tweet should start beyond the sliding window (32) into its row"
 
     batched = clf.predict_proba(TEXTS)
     one_by_one = np.stack([clf.predict_proba([t])[0] for t in TEXTS])
@@ -206,3 +209,25 @@ def test_normalize_tweet_replaces_links_and_mentions_only():
     tweet = "@a_b @Cd2 Read https://t.co/Xy12AbC and www.example.org/x?y=1 — mail me at me@example.org #refugees"
     assert normalize_tweet(tweet) == "@user @user Read http and http — mail me at me@example.org #refugees"
     assert normalize_tweet("no links, no handles") == "no links, no handles"
+
+
+def test_packed_passes_hold_every_sequence_once_within_their_bounds():
+    from shared.classifier.scoring import packed_passes
+
+    rng = np.random.default_rng(3)
+    sequences = [list(rng.integers(1, 1000, size=n)) for n in rng.integers(15, 140, size=200)]
+    passes = packed_passes(sequences, pass_tokens=1024, row_tokens=256, pad_id=0)
+    assert sorted(i for p in passes for i in p.index) == list(range(200))
+    real = sum(len(s) for s in sequences)
+    computed = sum(p.ids.numel() for p in passes)
+    assert computed <= 1.1 * real, "best-fit packing should leave little unused"
+    for p in passes:
+        assert p.ids.shape[1] <= 256 and p.ids.numel() <= 1024
+        for k, i in enumerate(p.index):
+            row, last, n = int(p.rows[k]), int(p.cols[k]), len(sequences[i])
+            # the tweet's tokens end at its last column and its positions count from 0
+            assert p.ids[row, last - n + 1: last + 1].tolist() == sequences[i]
+            assert p.positions[row, last - n + 1: last + 1].tolist() == list(range(n))
+    # A sequence longer than a row widens the rows to its length.
+    (wide,) = packed_passes([[5] * 300, [6] * 10], pass_tokens=1000, row_tokens=256)
+    assert wide.ids.shape == (2, 300)

@@ -1,11 +1,12 @@
-"""The worker's pipeline parts: takes merged in arrival order under backlog, bounded; in-flight texts tracked."""
+"""The worker's pipeline parts: takes merged in arrival order under backlog, bounded by count and by model time;
+in-flight texts tracked."""
 
 from __future__ import annotations
 
 import asyncio
 
 from shared.messages import Tweet
-from shared.streaming.worker import _Backlog, _UnwrittenTexts
+from shared.streaming.worker import BatchLimit, _Backlog, _UnwrittenTexts
 
 
 def test_backlog_merges_queued_takes_in_order_up_to_the_most():
@@ -54,3 +55,18 @@ def test_unwritten_texts_answer_until_the_last_batch_holding_an_id_is_written():
     assert set(unwritten.lookup(["a", "b"])) == {"a"}
     unwritten.written(second)
     assert unwritten.lookup(["a"]) == {}
+
+
+def test_batch_limit_follows_the_models_measured_rate_between_a_take_and_the_most():
+    limit = BatchLimit(smallest=32, largest=128, target_s=3.0)
+    assert limit.most() == 32  # nothing measured yet: one take
+    limit.observe(60, 10.0)  # 6 tweets/s: 18 tweets in 3 s, but never less than a take
+    assert limit.most() == 32
+    for _ in range(20):
+        limit.observe(120, 10.0)  # 12 tweets/s: 36 in 3 s
+    assert limit.most() == 36
+    for _ in range(20):
+        limit.observe(100, 0.5)  # 200 tweets/s (copies, a GPU): capped
+    assert limit.most() == 128
+    limit.observe(0, 0.0)  # an empty or instant batch says nothing about the rate
+    assert limit.most() == 128
