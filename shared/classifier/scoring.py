@@ -276,6 +276,8 @@ def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: i
     batches of mixed lengths computed mostly padding or split into many small, slow passes."""
     import torch
 
+    if not sequences:
+        return []
     lengths = [len(s) for s in sequences]
     width = max([row_tokens, *lengths])
     rows: list[list[int]] = []
@@ -290,10 +292,11 @@ def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: i
             rows[row].append(i)
             room -= lengths[i]
         bisect.insort(free, (room, row))
-    per_pass = max(1, pass_tokens // width)
+    # Rows shared out evenly: 9 rows at 8 a pass run as 5 + 4, not as 8 and a lone row at a fraction of the speed.
+    count = -(-len(rows) // max(1, pass_tokens // width))
+    bounds = [round(k * len(rows) / count) for k in range(count + 1)]
     passes = []
-    for first in range(0, len(rows), per_pass):
-        group = rows[first: first + per_pass]
+    for group in (rows[bounds[k]: bounds[k + 1]] for k in range(count)):
         used = max(sum(lengths[i] for i in row) for row in group)
         ids = torch.full((len(group), used), pad_id, dtype=torch.long)
         positions = torch.zeros((len(group), used), dtype=torch.long)

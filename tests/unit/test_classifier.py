@@ -228,6 +228,9 @@ def test_packed_passes_hold_every_sequence_once_within_their_bounds():
             # the tweet's tokens end at its last column and its positions count from 0
             assert p.ids[row, last - n + 1: last + 1].tolist() == sequences[i]
             assert p.positions[row, last - n + 1: last + 1].tolist() == list(range(n))
+    # Rows are shared out evenly: 9 full rows at 4 a pass run as 3 + 3 + 3, not 4 + 4 + 1.
+    assert [p.ids.shape[0] for p in packed_passes([[1] * 256] * 9, pass_tokens=1024)] == [3, 3, 3]
+    assert packed_passes([], pass_tokens=1024) == []
     # A sequence longer than a row widens the rows to its length.
     (wide,) = packed_passes([[5] * 300, [6] * 10], pass_tokens=1000, row_tokens=256)
     assert wide.ids.shape == (2, 300)
