@@ -129,3 +129,25 @@ def consumer_lag(highwaters: Mapping[tuple[str, int], int | None],
     A partition not fetched yet has no highwater and no lag."""
     return {tp: max(0, highwater - (committed.get(tp) or 0))
             for tp, highwater in highwaters.items() if highwater is not None}
+
+
+def partition_lag(consumer, topics: dict[str, str]) -> dict[tuple[str, int], int]:
+    """The lag of each partition of ``topics`` (physical name -> name to report) assigned to this Faust
+    ``consumer``, keyed by (reported name, partition); Faust's own topics (its leader topic) are left out.
+
+    Both numbers are ones the consumer already holds, no broker request: the highwater that aiokafka keeps from
+    each fetch response (the broker's ListOffsets is not used: the embedded Tansu answers it wrongly) and the
+    offset Faust last committed for the group (it keeps ``None`` for 0 and for "nothing committed yet"). A
+    partition not fetched yet has no highwater and is not reported."""
+    highwaters: dict[tuple[str, int], int | None] = {}
+    committed: dict[tuple[str, int], int | None] = {}
+    for tp in consumer.assignment():
+        if tp.topic not in topics:
+            continue
+        key = (topics[tp.topic], tp.partition)
+        try:
+            highwaters[key] = consumer.highwater(tp)
+        except AssertionError:  # revoked since assignment() answered
+            continue
+        committed[key] = consumer._committed_offset.get(tp)
+    return consumer_lag(highwaters, committed)

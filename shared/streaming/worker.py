@@ -38,7 +38,7 @@ from shared.streaming.processing import (
     BatchResult, ClassificationSink, InboundMessage, InvalidRatioGuard, LabelBatchProcessor, LabelSink, TweetBatchProcessor,
     origin_of, text_digest,
 )
-from shared.streaming.telemetry import Telemetry, consumer_lag
+from shared.streaming.telemetry import Telemetry, partition_lag
 from shared.streaming.topics import Topics, physical
 from shared.streaming.validation import InputLimits
 
@@ -101,28 +101,6 @@ def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
             return PromptFetchThread(self, loop=self.loop, beacon=self.beacon)
 
     return PromptFetchConsumer
-
-
-def partition_lag(consumer, topics: dict[str, str]) -> dict[tuple[str, int], int]:
-    """The lag of each partition of ``topics`` (physical name -> name to report) assigned to this Faust
-    ``consumer``, keyed by (reported name, partition); Faust's own topics (its leader topic) are left out.
-
-    Both numbers are ones the consumer already holds, no broker request: the highwater that aiokafka keeps from
-    each fetch response (the broker's ListOffsets is not used: the embedded Tansu answers it wrongly) and the
-    offset Faust last committed for the group (it keeps ``None`` for 0 and for "nothing committed yet"). A
-    partition not fetched yet has no highwater and is not reported."""
-    highwaters: dict[tuple[str, int], int | None] = {}
-    committed: dict[tuple[str, int], int | None] = {}
-    for tp in consumer.assignment():
-        if tp.topic not in topics:
-            continue
-        key = (topics[tp.topic], tp.partition)
-        try:
-            highwaters[key] = consumer.highwater(tp)
-        except AssertionError:  # revoked since assignment() answered
-            continue
-        committed[key] = consumer._committed_offset.get(tp)
-    return consumer_lag(highwaters, committed)
 
 
 class BatchLimit:

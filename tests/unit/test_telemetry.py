@@ -7,8 +7,7 @@ from collections import defaultdict
 
 from aiokafka import TopicPartition
 
-from shared.streaming.telemetry import Telemetry, consumer_lag
-from shared.streaming.worker import partition_lag
+from shared.streaming.telemetry import Telemetry, consumer_lag, partition_lag
 
 
 def _lag(telemetry: Telemetry, topic: str, partition: int) -> float | None:
