@@ -160,7 +160,7 @@ class Settings(BaseSettings):
     max_tokens: int = Field(128, ge=16, description="tweets are truncated to this many tokens")
     pass_tokens: int = Field(
         2048, ge=1, description="tokens per forward pass when classifying: tweets are packed end to end into rows, "
-                                  "so a micro-batch in arrival order costs what a length-sorted one does")
+                                  "so tweets of mixed lengths cost their own tokens, not padding")
     infer_batch_size: int = Field(16, ge=1, description="tweets per forward pass when training scores its dev split "
                                                        "and caches the frozen layers (length-sorted, padded)")
     merge_adapter: bool = Field(

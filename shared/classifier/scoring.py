@@ -272,8 +272,8 @@ def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: i
                   device="cpu") -> list[PackedPass]:
     """Token sequences packed end to end into rows (best fit, longest first) and the rows into passes of about
     ``pass_tokens`` tokens. A pass costs its real tokens plus what is left at the rows' ends, however the
-    lengths mix: a micro-batch in arrival order is as cheap per token as a length-sorted one, where padded
-    batches of mixed lengths computed mostly padding or split into many small, slow passes."""
+    lengths mix, where padded batches of mixed lengths computed padding or split into many small, slow passes
+    (1.06-1.12× the tweets/s, docs/benchmarks.md)."""
     import torch
 
     if not sequences:
