@@ -179,7 +179,8 @@ def render_markdown(report: dict) -> str:
     lines = [f"Run {report['created_at']} on {m['cpu']} ({m['cores']} cores, {', '.join(m['isa']) or 'no AVX2'}), "
              f"{report['threads']} torch threads, {report['n']} tweets of `{Path(report['data']).name}`.", ""]
     c = report["classifier"]
-    lines += [f"- **Served classifier** ({c['precision']}, adapter {c['adapter']}, packed passes of {c['pass_tokens']} tokens): "
+    lines += [f"- **Served classifier** ({c['precision']}, adapter {c['adapter']}, "
+              f"packed passes of {c['pass_tokens']} tokens): "
               f"**{c['tweets_per_s']:.2f} tweets/s**, {c['tokens_per_s']:.0f} tokens/s, "
               f"{c['tokens_per_tweet']:.0f} tokens/tweet, accuracy {c['accuracy']:.3f}; "
               f"{c['micro_batches']['tweets_per_s']:.2f} tweets/s when the tweets come "

@@ -1,6 +1,7 @@
 """The stance classifier: a causal LM (optionally 4-bit, optionally with a LoRA adapter) scoring four label words,
 or in the ``prompt`` mode the paper's prompt and its four category numbers (``shared.classifier.scoring``), the
-tweets packed end to end into forward passes of ``pass_tokens``. Adapters are swapped in and out beside the loaded base model.
+tweets packed end to end into forward passes of ``pass_tokens``. Adapters are swapped in and out beside the loaded
+base model.
 """
 
 from __future__ import annotations
@@ -202,7 +203,7 @@ class StanceClassifier:
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         """(len(texts), 4) probabilities in ``CATEGORIES`` order."""
-        return self.score(texts, lambda batch: self.packed_logits(batch))
+        return self.score(texts, self.packed_logits)
 
     def packed_logits(self, batch: PackedPass) -> "torch.Tensor":
         return packed_label_logits(self.model, batch, self.label_token_ids, self.label_head)
