@@ -17,6 +17,7 @@ four rows read are the tokens of the category numbers 1-4 as the model writes th
 from __future__ import annotations
 
 import bisect
+import heapq
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -270,8 +271,8 @@ class PackedPass:
 
 def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: int = ROW_TOKENS, pad_id: int = 0,
                   device="cpu") -> list[PackedPass]:
-    """Token sequences packed end to end into rows (best fit, longest first) and the rows into passes of about
-    ``pass_tokens`` tokens. A pass costs its real tokens plus what is left at the rows' ends, however the
+    """Token sequences packed end to end into rows of at most ``row_tokens`` (or the longest sequence's length)
+    and the rows into passes of about ``pass_tokens`` tokens. A pass costs its real tokens plus what is left at the rows' ends, however the
     lengths mix, where padded batches of mixed lengths computed padding or split into many small, slow passes
     (1.06-1.12× the tweets/s, docs/benchmarks.md)."""
     import torch
@@ -280,18 +281,12 @@ def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: i
         return []
     lengths = [len(s) for s in sequences]
     width = max([row_tokens, *lengths])
-    rows: list[list[int]] = []
-    free: list[tuple[int, int]] = []  # (room left, row number), sorted: best fit is the first room that fits
-    for i in sorted(range(len(sequences)), key=lambda i: -lengths[i]):
-        at = bisect.bisect_left(free, (lengths[i], -1))
-        if at == len(free):
-            rows.append([i])
-            room, row = width - lengths[i], len(rows) - 1
-        else:
-            room, row = free.pop(at)
-            rows[row].append(i)
-            room -= lengths[i]
-        bisect.insort(free, (room, row))
+    # A pass is as wide as its fullest row, so rows are levelled: 8 tweets of ≈ 66 tokens packed first-fit make
+    # rows of 256 + 256 + 18 tokens, 24 % of the pass unused ends; levelled they are three rows of ≈ 180.
+    rows = _fewest_rows(lengths, width)
+    candidates = [rows] + [_level_rows(lengths, count) for count in range(-(-sum(lengths) // width), len(rows) + 1)]
+    rows = min((r for r in candidates if _widest(r, lengths) <= width),
+               key=lambda r: len(r) * _widest(r, lengths))
     # Rows shared out evenly: 9 rows at 8 a pass run as 5 + 4, not as 8 and a lone row at a fraction of the speed.
     count = -(-len(rows) // max(1, pass_tokens // width))
     bounds = [round(k * len(rows) / count) for k in range(count + 1)]
@@ -316,3 +311,35 @@ def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: i
         passes.append(PackedPass(ids.to(device), positions.to(device), torch.tensor(last_row, device=device),
                                  torch.tensor(last_col, device=device), np.array(index)))
     return passes
+
+
+def _fewest_rows(lengths: list[int], width: int) -> list[list[int]]:
+    """Best fit, longest first: near the fewest rows of ``width`` tokens that hold every sequence."""
+    rows: list[list[int]] = []
+    free: list[tuple[int, int]] = []  # (room left, row number), sorted: best fit is the first room that fits
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        at = bisect.bisect_left(free, (lengths[i], -1))
+        if at == len(free):
+            rows.append([i])
+            room, row = width - lengths[i], len(rows) - 1
+        else:
+            room, row = free.pop(at)
+            rows[row].append(i)
+            room -= lengths[i]
+        bisect.insort(free, (room, row))
+    return rows
+
+
+def _level_rows(lengths: list[int], count: int) -> list[list[int]]:
+    """``count`` rows of nearly equal fill: longest first, each into the emptiest row."""
+    heap = [(0, r) for r in range(count)]
+    rows: list[list[int]] = [[] for _ in range(count)]
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        fill, r = heapq.heappop(heap)
+        rows[r].append(i)
+        heapq.heappush(heap, (fill + lengths[i], r))
+    return rows
+
+
+def _widest(rows: list[list[int]], lengths: list[int]) -> int:
+    return max(sum(lengths[i] for i in row) for row in rows)

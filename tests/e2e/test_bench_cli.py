@@ -22,14 +22,19 @@ def test_bench_writes_every_required_number(tmp_path, tiny_model_dir):
         writer.writerows(rows)
     out = tmp_path / "bench"
     result = run_cli("bench", "--out", str(out), "--data", str(data), "--n", "16", "--precisions", "fp32",
-                     "--pass-tokens", "256,512", "--skip-baseline", "--window-s", "4", "--replay-n", "40", "--no-doc",
+                     "--pass-tokens", "256,2048", "--skip-baseline", "--window-s", "4", "--replay-n", "40", "--no-doc",
                      "--workers-n", "24", "--max-workers", "2",
                      env=cli_env(tmp_path, tiny_model_dir), timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "bench.json").read_text())
     assert report["tweets_per_s"] > 0 and 0 < report["roofline_fraction"] < 1.5
     assert {"cpu", "cores"} <= report["machine"].keys() and "torch" in report["versions"]
-    assert [(p["precision"], p["pass_tokens"]) for p in report["precisions"]] == [("fp32", 256), ("fp32", 512)]
+    assert [(p["precision"], p["pass_tokens"]) for p in report["precisions"]] == [("fp32", 256), ("fp32", 2048)]
+    # the served number is the median of the served setting (fp32, 2048 tokens a pass) measured at the start, in
+    # the precision table and after the end-to-end windows
+    samples = report["classifier"]["samples_tweets_per_s"]
+    assert len(samples) == 3 and samples[1] == report["precisions"][1]["tweets_per_s"]
+    assert report["tweets_per_s"] == pytest.approx(sorted(samples)[1], abs=1e-3)
     assert report["replay"]["n"] == 40 and report["replay_tweets_per_s"] > 0
     e2e = report["e2e"]
     assert e2e["backlog"]["throughput"] > 0 and report["e2e_capacity_tweets_per_s"] > 0

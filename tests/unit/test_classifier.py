@@ -231,6 +231,11 @@ def test_packed_passes_hold_every_sequence_once_within_their_bounds():
     # Rows are shared out evenly: 9 full rows at 4 a pass run as 3 + 3 + 3, not 4 + 4 + 1.
     assert [p.ids.shape[0] for p in packed_passes([[1] * 256] * 9, pass_tokens=1024)] == [3, 3, 3]
     assert packed_passes([], pass_tokens=1024) == []
+    # A few tweets fill levelled rows (3 × 194 tokens), not two full rows and a stub (3 × 256): a pass is as wide
+    # as its fullest row.
+    few = [[1] * n for n in (70, 66, 64, 62, 60, 58, 80, 70)]
+    (small,) = packed_passes(few, pass_tokens=2048, row_tokens=256)
+    assert small.ids.numel() <= 1.1 * sum(map(len, few)) and sorted(small.index) == list(range(8))
     # A sequence longer than a row widens the rows to its length.
     (wide,) = packed_passes([[5] * 300, [6] * 10], pass_tokens=1000, row_tokens=256)
     assert wide.ids.shape == (2, 300)
