@@ -2,11 +2,17 @@
 layers run once per tweet for all of them (``train(..., frozen_memo=...)``).
 
     .venv/bin/python benchmarks/cv_screen.py --out runs/cv-screen [--folds 3] [--recipes baseline,consistency,balanced]
+    .venv/bin/python benchmarks/cv_screen.py --setting full --out runs/cv01-full --folds 5 --recipes baseline,balanced
 
 Screening cost setting (cheaper than the shipped recipe, so several recipes fit a session on 2 cores): LoRA on the
 top 2 decoder layers, 2 epochs, lr 3e-4, EMA 0.98, evaluation every 40 steps. Each recipe is the screening setting
 plus its own options (RECIPES). The adoption rule is written in docs/experiments.md before the run. Results:
 OUT/<recipe>/cv.json and cv.md, and OUT/screen.json (stance macro-F1 over the small languages per fold).
+
+``--setting full`` is the shipped recipe's setting (LoRA on the top 6 layers, 3 epochs, evaluation every 30 steps),
+the cost at which a recipe that passed the screen is confirmed. The recipes advance fold by fold in turn (fold 1 of
+each, then fold 2, ...), and folds already scored in OUT are kept, so a run stopped part way leaves paired folds and
+the next run continues it.
 """
 
 from __future__ import annotations
@@ -27,7 +33,10 @@ from shared.training.data import read_labeled
 from shared.training.loop import train
 
 TRAIN = Path("../shared/datasets/immigration-tweets/train.csv")
-SCREEN = TrainConfig(epochs=2, train_layers=2, learning_rate=3e-4, ema_decay=0.98, eval_every=40)
+SETTINGS = {
+    "screen": TrainConfig(epochs=2, train_layers=2, learning_rate=3e-4, ema_decay=0.98, eval_every=40),
+    "full": TrainConfig(epochs=3, train_layers=6, learning_rate=3e-4, ema_decay=0.98, eval_every=30),  # shipped v1
+}
 RECIPES = {
     "baseline": {},
     "consistency": {"consistency": 1.0},
@@ -47,28 +56,36 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--recipes", default=",".join(RECIPES))
+    parser.add_argument("--setting", choices=list(SETTINGS), default="screen")
     args = parser.parse_args()
     settings = Settings()
     examples = read_labeled([TRAIN])
     memo: dict = {}
+    names = args.recipes.split(",")
+    minutes = dict.fromkeys(names, 0.0)
+    reports: dict = {}
+    for _ in range(args.folds):
+        for name in names:
+            config = replace(SETTINGS[args.setting], **RECIPES[name])
+            started = time.perf_counter()
+
+            def train_fold(train_set, directory: Path, config=config):
+                result = train(settings, train_set, directory, config, sources=[str(TRAIN)],
+                               version=directory.name, frozen_memo=memo)
+                return fold_scorer(settings, config, result.adapter_dir, memo)
+
+            reports[name] = run_cv(examples, args.out / name, config, train_fold, folds=args.folds, seed=0,
+                                   train_at_most=1,
+                                   log=lambda line, name=name: print(f"[{name}] {line}", file=sys.stderr, flush=True))
+            minutes[name] += (time.perf_counter() - started) / 60
     screen: dict = {}
-    for name in args.recipes.split(","):
-        config = replace(SCREEN, **RECIPES[name])
-        started = time.perf_counter()
-
-        def train_fold(train_set, directory: Path, config=config):
-            result = train(settings, train_set, directory, config, sources=[str(TRAIN)], version=directory.name,
-                           frozen_memo=memo)
-            return fold_scorer(settings, config, result.adapter_dir, memo)
-
-        report = run_cv(examples, args.out / name, config, train_fold, folds=args.folds, seed=0,
-                        log=lambda line: print(f"[{name}] {line}", file=sys.stderr, flush=True))
+    for name, report in reports.items():
         (args.out / name / "cv.md").write_text(render(report))
         screen[name] = {
-            "minutes": round((time.perf_counter() - started) / 60, 1),
+            "minutes_this_run": round(minutes[name], 1),
             "macro_f1": report["cv"]["macro_f1"], "stance_macro_f1": report["cv"]["stance_macro_f1"],
-            "small_language_stance_per_fold": [round(small_language_stance(args.out / name / f"fold-{i + 1}"), 4)
-                                               for i in range(args.folds)],
+            "small_language_stance_per_fold": [round(small_language_stance(args.out / name / fold), 4)
+                                               for fold in sorted(report["per_fold"])],
         }
         print(json.dumps({name: screen[name]}), flush=True)
     (args.out / "screen.json").write_text(json.dumps(screen, indent=1) + "\n")

@@ -105,8 +105,8 @@ def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
 
 class BatchLimit:
     """The most tweets to merge into one model call: what the model classifies in ``target_s`` at its measured
-    rate, between ``smallest`` (a take) and ``largest``. Tweets are packed into forward passes, so a batch of a few
-    seconds costs little more per tweet than a large one (0.84-0.94 of its rate at 8-32 tweets, measured); near
+    rate, between ``smallest`` (a take) and ``largest``. Tweets are packed into levelled rows, so a batch of a few
+    seconds costs little more per tweet than a large one (docs/benchmarks.md); near
     capacity, batches of 128 (20-30 s on 2 cores) delivered results in bursts and held every tweet in them that
     long (docs/benchmarks.md)."""
 

@@ -113,9 +113,12 @@ TrainFn = Callable[[list[Example], Path], Callable[[list[str]], np.ndarray]]
 
 
 def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: TrainFn, *, folds: int = 5,
-           seed: int = 0, lolo: list[str] = (), log: Callable[[str], None] = print) -> dict:
+           seed: int = 0, lolo: list[str] = (), log: Callable[[str], None] = print,
+           train_at_most: int | None = None) -> dict:
     """K-fold CV (``folds`` ≥ 2; 0 skips it) and one leave-one-language-out run per language in ``lolo``; writes
-    ``out/cv.json`` and returns it. ``train_fold`` does the training (the CLI passes the real one)."""
+    ``out/cv.json`` and returns it. ``train_fold`` does the training (the CLI passes the real one). Folds already
+    scored in ``out`` are kept; with ``train_at_most``, at most that many more are trained in this call (several
+    recipes can then advance fold by fold), and the report covers the folds scored so far."""
     out.mkdir(parents=True, exist_ok=True)
     plan: list[tuple[str, list[Example], list[Example]]] = []
     if folds:
@@ -130,6 +133,7 @@ def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: 
         plan.append((f"lolo-{lang}", [ex for ex in examples if ex.lang != lang],
                      [ex for ex in examples if ex.lang == lang]))
     results: dict[str, dict] = {}
+    trained = 0
     for name, train_set, held_out in plan:
         directory = out / name
         done = directory / "scores.json"
@@ -138,6 +142,9 @@ def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: 
             results[name] = json.loads(done.read_text())
             log(f"{name}: already scored, kept")
             continue
+        if train_at_most is not None and trained >= train_at_most:
+            continue
+        trained += 1
         log(f"{name}: training on {len(train_set)} tweets, scoring {len(held_out)}")
         predict = train_fold(train_set, directory)
         result = fold_scores(held_out, predict([ex.text for ex in held_out]))

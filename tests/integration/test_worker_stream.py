@@ -152,3 +152,30 @@ def test_copies_reuse_probabilities_get_their_own_rows_and_are_counted(broker, c
     for i in range(12):
         assert rows[f"c{i}"] == rows[f"o{i}"]
     assert clean_store.query("SELECT count() FROM tweets FINAL WHERE startsWith(id, 'c')").scalar() == 12
+
+
+def test_a_backlog_merges_into_batches_bounded_by_the_model_time_target(broker, clean_store, store_dir,
+                                                                         tiny_classifier):
+    """``STANCESTREAM_BATCH_TARGET_S`` bounds how many queued takes merge into one model call: a target far below
+    one take's model time keeps every batch at a take (4), a generous one lets a backlog merge up to
+    ``max_batch_size``."""
+
+    async def batch_sizes(target_s: float, prefix: str) -> tuple[float, float]:
+        settings = stream_settings(broker, store_dir, partitions=1, batch_size=4, max_batch_size=64,
+                                   batch_max_wait_s=0.05, batch_target_s=target_s)
+        stack = await Stack(settings, classifier=tiny_classifier).start()
+        try:
+            report = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings), iter(tweets(96, prefix)),
+                                        FeedReport())
+            await wait_committed(stack, report)
+            registry = stack.telemetry.registry
+            return (registry.get_sample_value("stancestream_batch_size_bucket", {"le": "4.0"}),
+                    registry.get_sample_value("stancestream_batch_size_count"))
+        finally:
+            await stack.stop()
+
+    at_most_four, batches = asyncio.run(batch_sizes(1e-6, "a"))
+    assert at_most_four == batches >= 24  # 96 tweets, never more than a take per model call
+    at_most_four, batches = asyncio.run(batch_sizes(1000.0, "b"))
+    assert at_most_four < batches < 24  # takes queued behind the model merged
+    assert clean_store.query("SELECT count() FROM classifications FINAL").scalar() == 192

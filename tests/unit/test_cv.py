@@ -38,6 +38,30 @@ def test_stance_macro_f1_ignores_unrelated_tweets_and_counts_unrelated_predictio
     assert stance_macro_f1(y[4:], p[4:]) == 0.0
 
 
+def test_cv_trains_at_most_the_folds_asked_for_and_continues_where_it_stopped(tmp_path):
+    from shared.training.cv import run_cv
+    from shared.training.config import TrainConfig
+
+    examples = read_labeled([write_labeled_csv(tmp_path / "d.csv", n_per_cell=6)])
+    trained: list[str] = []
+
+    def train_fold(train_set, directory):  # a stand-in trainer: always answers "unrelated"
+        trained.append(directory.name)
+        return lambda texts: np.tile([0.1, 0.1, 0.1, 0.7], (len(texts), 1))
+
+    def step():
+        return run_cv(examples, tmp_path / "cv", TrainConfig(), train_fold, folds=3, log=lambda _: None,
+                      train_at_most=1)
+
+    first = step()
+    assert trained == ["fold-1"] and set(first["per_fold"]) == {"fold-1"}
+    assert first["cv"]["macro_f1"]["sd"] == 0.0
+    step()
+    step()
+    assert trained == ["fold-1", "fold-2", "fold-3"]
+    assert set(step()["per_fold"]) == {"fold-1", "fold-2", "fold-3"} and len(trained) == 3
+
+
 @pytest.mark.model
 def test_cv_cli_reports_folds_and_a_left_out_language_and_resumes_without_retraining(tmp_path, tiny_model_dir):
     rows = labeled_rows(n_per_cell=6) + labeled_rows(n_per_cell=3, langs=("tr",), prefix="x")
