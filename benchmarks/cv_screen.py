@@ -41,6 +41,7 @@ RECIPES = {
     "baseline": {},
     "consistency": {"consistency": 1.0},
     "balanced": {"sampling": "balanced"},
+    "stance-balanced": {"sampling": "stance-balanced"},
 }
 LARGE = ("en", "es")  # the two languages with hundreds of training tweets; the others have ~75-80
 

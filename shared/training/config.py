@@ -12,7 +12,7 @@ def _option(default, help: str):
 
 
 HEADS = ("label-words", "trained", "fresh")
-SAMPLINGS = ("shuffle", "balanced")
+SAMPLINGS = ("shuffle", "balanced", "stance-balanced")
 
 
 @dataclass
@@ -42,9 +42,11 @@ class TrainConfig:
     consistency: float = _option(0.0, "weight of a cross-lingual consistency term: the symmetric KL divergence "
                                       "between the predictions on a non-English tweet and on its English "
                                       "translation (translation_en), both trained (0 = off)")
-    sampling: str = _option("shuffle", "batch order: shuffle (each example once per epoch) or balanced (drawn with "
+    sampling: str = _option("shuffle", "batch order: shuffle (each example once per epoch), balanced (drawn with "
                                        "replacement so that within each language every label is equally likely, "
-                                       "each language keeping its share of the data)")
+                                       "each language keeping its share of the data) or stance-balanced (the same "
+                                       "for pro, anti and neutral only: unrelated tweets keep their share of their "
+                                       "language)")
     pretrain_epochs: float = _option(1.0, "with --pretrain-texts: passes of the causal-LM stage over the texts")
     pretrain_rank: int = _option(8, "with --pretrain-texts: LoRA rank of the causal-LM stage (every decoder layer)")
     pretrain_learning_rate: float = _option(1e-4, "with --pretrain-texts: AdamW learning rate of that stage")

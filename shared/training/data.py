@@ -87,13 +87,26 @@ def class_weights(examples: list[Example], mode: str) -> np.ndarray:
     return weights / weights.mean()
 
 
-def balanced_sampling_weights(examples: list[Example]) -> np.ndarray:
+def balanced_sampling_weights(examples: list[Example], stance_only: bool = False) -> np.ndarray:
     """Per-example draw probabilities under which every label is equally likely within each language and each
     language keeps its share of the data: a 75-tweet language's few pro tweets are drawn as often as its anti
-    ones, without drowning the large languages."""
+    ones, without drowning the large languages. ``stance_only``: only pro, anti and neutral are evened out, within
+    the share of the language's tweets that are about immigration; unrelated tweets keep their own share (full
+    balancing cut topic accuracy in cross-validation, docs/experiments.md cv01)."""
     per_language = Counter(ex.lang for ex in examples)
     per_stratum = Counter((ex.lang, ex.label) for ex in examples)
-    labels_in = Counter(lang for lang, _ in per_stratum)
-    weights = np.array([per_language[ex.lang] / (labels_in[ex.lang] * per_stratum[(ex.lang, ex.label)])
-                        for ex in examples], dtype=float)
+    evened = {(lang, label) for lang, label in per_stratum if not (stance_only and label is Category.unrelated)}
+    evened_in = Counter(lang for lang, _ in evened)
+    evened_share = Counter()  # per language, the share of its tweets whose labels are evened out
+    for (lang, label), n in per_stratum.items():
+        if (lang, label) in evened:
+            evened_share[lang] += n / per_language[lang]
+
+    def weight(ex: Example) -> float:
+        n = per_stratum[(ex.lang, ex.label)]
+        if (ex.lang, ex.label) not in evened:  # drawn at its natural rate
+            return 1.0
+        return per_language[ex.lang] * evened_share[ex.lang] / (evened_in[ex.lang] * n)
+
+    weights = np.array([weight(ex) for ex in examples], dtype=float)
     return weights / weights.sum()

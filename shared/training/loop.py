@@ -164,8 +164,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         log.warning("resuming from step %d", state["step"])
 
     order_rng = np.random.default_rng(config.seed)
-    if config.sampling == "balanced":
-        draw = balanced_sampling_weights(train_set)
+    if config.sampling != "shuffle":
+        draw = balanced_sampling_weights(train_set, stance_only=config.sampling == "stance-balanced")
         orders = [order_rng.choice(len(train_set), len(train_set), p=draw) for _ in range(math.ceil(config.epochs) + 1)]
     else:
         orders = [order_rng.permutation(len(train_set)) for _ in range(math.ceil(config.epochs) + 1)]

@@ -33,6 +33,27 @@ def test_balanced_sampling_keeps_each_language_share_and_evens_its_labels(tmp_pa
     assert max(es) == pytest.approx(min(es))  # 14 unrelated vs 2 of each other label, drawn equally often
 
 
+def test_stance_balanced_sampling_evens_only_the_stance_labels_and_keeps_unrelated_at_its_share(tmp_path):
+    rows = labeled_rows(n_per_cell=2, langs=("es",))
+    rows += [dict(r, id=f"{r['id']}-more{k}") for r in rows if r["label"] == "unrelated" for k in range(6)]
+    rows += [dict(r, id=f"{r['id']}-pro{k}") for r in rows if r["label"] == "pro-immigration" for k in range(3)]
+    rows += labeled_rows(n_per_cell=5, langs=("en",), prefix="e")
+    examples = read_labeled([write_labeled_csv(tmp_path / "d.csv", rows=rows)])
+    weights = balanced_sampling_weights(examples, stance_only=True)
+    assert weights.sum() == pytest.approx(1.0)
+    by_lang, by_stratum = Counter(), Counter()
+    for ex, w in zip(examples, weights):
+        by_lang[ex.lang] += w
+        by_stratum[(ex.lang, ex.label.value)] += w
+    es = [ex for ex in examples if ex.lang == "es"]  # 14 unrelated, 8 pro, 2 anti, 2 neutral
+    assert by_lang["es"] == pytest.approx(len(es) / len(examples))
+    unrelated_share = sum(ex.label.value == "unrelated" for ex in es) / len(examples)
+    assert by_stratum[("es", "unrelated")] == pytest.approx(unrelated_share)  # drawn at its natural rate
+    stance = [by_stratum[("es", label)] for label in ("pro-immigration", "anti-immigration", "neutral")]
+    assert max(stance) == pytest.approx(min(stance)) and sum(stance) == pytest.approx(12 / len(examples))
+    assert not np.allclose(weights, balanced_sampling_weights(examples))
+
+
 def test_consistency_loss_is_zero_for_agreement_symmetric_and_pulls_both_sides():
     import torch
 
