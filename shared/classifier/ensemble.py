@@ -13,6 +13,7 @@ import numpy as np
 from shared.classifier.adapters import check_adapter, load_label_head, read_adapter_metadata
 from shared.classifier.errors import ClassifierError
 from shared.classifier.model import StanceClassifier
+from shared.classifier.attention import segments_of
 from shared.classifier.scoring import PackedPass, hidden_before_layer, label_logits_from_layer, unwrap
 
 
@@ -57,7 +58,8 @@ class AdapterEnsemble:
 
     def _member_logits(self, batch: PackedPass) -> list:
         c = self.classifier
-        hidden = hidden_before_layer(c.model, batch.ids, None, self.start, position_ids=batch.positions)
+        hidden = hidden_before_layer(c.model, batch.ids, None, self.start, position_ids=batch.positions,
+                                     packed_segments=segments_of(batch))
         logits = []
         for name, head in zip(self.names, self.heads):
             c.model.set_adapter(name)

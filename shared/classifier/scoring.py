@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from shared.classifier.attention import segments_of
 from shared.classifier.errors import ClassifierError
 from shared.messages import Category
 
@@ -125,8 +126,10 @@ def packed_label_logits(model, batch: "PackedPass", token_ids: list[int], head=N
     """``label_logits`` of a packed pass: one forward over its rows, read at each tweet's last token."""
     _, backbone = unwrap(model)
     # No attention mask and no cache: transformers then builds the block-diagonal causal mask from the restarting
-    # position ids (masking_utils.find_packed_sequence_indices), so no tweet attends to its neighbours.
-    hidden = backbone(input_ids=batch.ids, position_ids=batch.positions, use_cache=False).last_hidden_state
+    # position ids (masking_utils.find_packed_sequence_indices), so no tweet attends to its neighbours; with
+    # segment attention (shared.classifier.attention) each tweet's slice is computed on its own instead.
+    hidden = backbone(input_ids=batch.ids, position_ids=batch.positions, use_cache=False,
+                      packed_segments=segments_of(batch)).last_hidden_state
     return label_projection(model, hidden[batch.rows, batch.cols], token_ids, head)
 
 
@@ -163,9 +166,9 @@ class _StopForward(Exception):
     pass
 
 
-def hidden_before_layer(model, input_ids, attention_mask, start: int, position_ids=None):
+def hidden_before_layer(model, input_ids, attention_mask, start: int, position_ids=None, packed_segments=None):
     """The residual stream entering decoder layer ``start`` (the layers below are not run twice). A packed pass
-    gives ``position_ids`` and no ``attention_mask``."""
+    gives ``position_ids`` and its ``packed_segments`` (``segments_of``), and no ``attention_mask``."""
     _, backbone = unwrap(model)
     captured = {}
 
@@ -175,7 +178,8 @@ def hidden_before_layer(model, input_ids, attention_mask, start: int, position_i
 
     handle = backbone.layers[start].register_forward_pre_hook(capture, with_kwargs=True)
     try:
-        backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                 packed_segments=packed_segments)
     except _StopForward:
         pass
     finally:
@@ -192,8 +196,9 @@ def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids
 
     _, backbone = unwrap(model)
     config = backbone.config
+    segments = None
     if packed is not None:
-        position_ids = packed.positions
+        position_ids, segments = packed.positions, segments_of(packed)
     else:
         position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
     mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": attention_mask,
@@ -204,7 +209,7 @@ def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids
     for index in range(start, config.num_hidden_layers):
         kind = config.layer_types[index]
         hidden = backbone.layers[index](hidden, attention_mask=masks[kind], position_embeddings=rotary[kind],
-                                        position_ids=position_ids)
+                                        position_ids=position_ids, packed_segments=segments)
     hidden = backbone.norm(hidden)
     if packed is not None:
         return label_projection(model, hidden[packed.rows, packed.cols], token_ids, head)
