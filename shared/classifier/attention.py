@@ -28,7 +28,9 @@ def use_segment_attention(model) -> bool:
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
     AttentionInterface.register(SEGMENT_ATTENTION, _segment_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(SEGMENT_ATTENTION, sdpa_mask)  # non-packed calls build SDPA's masks
+    # Without a mask function of the same name transformers builds no mask at all, and a padded (non-packed) call
+    # would attend to its padding.
+    ALL_MASK_ATTENTION_FUNCTIONS.register(SEGMENT_ATTENTION, sdpa_mask)
     configs = {id(m.config): m.config for m in model.modules() if getattr(m, "config", None) is not None}
     if not configs or any(c._attn_implementation not in ("sdpa", SEGMENT_ATTENTION) for c in configs.values()):
         return False
