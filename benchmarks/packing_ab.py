@@ -12,18 +12,13 @@ give the same probabilities (max |Δp|).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-TEST = Path("../shared/datasets/immigration-tweets/test.csv")
+from ab import served_classifier_and_tweets
 
 
 def padded_proba(classifier, texts: list[str], rows: int = 16) -> np.ndarray:
@@ -41,18 +36,12 @@ def padded_proba(classifier, texts: list[str], rows: int = 16) -> np.ndarray:
 
 
 def main() -> None:
-    from shared.classifier.model import StanceClassifier
-    from shared.settings import Settings
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=160)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--micro", default="4,8,16,32")
     args = parser.parse_args()
-    settings = Settings()
-    classifier = StanceClassifier.load(settings, adapter=settings.adapter)
-    with TEST.open(newline="", encoding="utf-8") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)][: args.n]
+    classifier, texts = served_classifier_and_tweets(args.n)
     sides = {"padded": lambda chunk: padded_proba(classifier, chunk), "packed": classifier.predict_proba}
     agreement = float(np.abs(sides["padded"](texts) - sides["packed"](texts)).max())
     settings_tried = ["all"] + [int(m) for m in args.micro.split(",")]

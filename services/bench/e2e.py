@@ -184,13 +184,15 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
 
         # Down from the start until a rate is sustained; if the start itself is (a slow burst set it low), up
         # while each step is, never past the classifier's own rate.
-        capacity, rate = 0.0, min(classifier_rate, HEADROOM * backlog["throughput"])
-        for tried in range(TRIES):
+        start = min(classifier_rate, HEADROOM * backlog["throughput"])
+        capacity, rate = 0.0, start
+        for _ in range(TRIES):
             if await sustained(rate):
                 capacity = rate
                 break
             rate *= BACKOFF
-        while capacity and tried == 0 and capacity / BACKOFF <= classifier_rate and len(report["windows"]) < TRIES:
+        climbing = capacity == start != 0
+        while climbing and capacity / BACKOFF <= classifier_rate and len(report["windows"]) < TRIES:
             if not await sustained(capacity / BACKOFF):
                 break
             capacity /= BACKOFF

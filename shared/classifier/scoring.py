@@ -277,9 +277,9 @@ class PackedPass:
 def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: int = ROW_TOKENS, pad_id: int = 0,
                   device="cpu") -> list[PackedPass]:
     """Token sequences packed end to end into rows of at most ``row_tokens`` (or the longest sequence's length)
-    and the rows into passes of about ``pass_tokens`` tokens. A pass costs its real tokens plus what is left at the rows' ends, however the
-    lengths mix, where padded batches of mixed lengths computed padding or split into many small, slow passes
-    (1.06-1.12× the tweets/s, docs/benchmarks.md)."""
+    and the rows into passes of about ``pass_tokens`` tokens. A pass costs its real tokens plus what is left at
+    the rows' ends, however the lengths mix, where padded batches of mixed lengths computed padding or split into
+    many small, slow passes (1.06-1.12× the tweets/s, docs/benchmarks.md)."""
     import torch
 
     if not sequences:
@@ -288,10 +288,11 @@ def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: i
     width = max([row_tokens, *lengths])
     # A pass is as wide as its fullest row, so rows are levelled: 8 tweets of ≈ 66 tokens packed first-fit make
     # rows of 256 + 256 + 18 tokens, 24 % of the pass unused ends; levelled they are three rows of ≈ 180.
-    rows = _fewest_rows(lengths, width)
-    candidates = [rows] + [_level_rows(lengths, count) for count in range(-(-sum(lengths) // width), len(rows) + 1)]
-    rows = min((r for r in candidates if _widest(r, lengths) <= width),
-               key=lambda r: len(r) * _widest(r, lengths))
+    first_fit = _fewest_rows(lengths, width)
+    candidates = [first_fit] + [_level_rows(lengths, count)
+                                for count in range(-(-sum(lengths) // width), len(first_fit) + 1)]
+    _, _, rows = min((len(r) * widest, k, r) for k, r in enumerate(candidates)
+                         if (widest := _widest(r, lengths)) <= width)
     # Rows shared out evenly: 9 rows at 8 a pass run as 5 + 4, not as 8 and a lone row at a fraction of the speed.
     count = -(-len(rows) // max(1, pass_tokens // width))
     bounds = [round(k * len(rows) / count) for k in range(count + 1)]
