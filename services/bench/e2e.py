@@ -13,7 +13,10 @@ The rules, fixed before any run (docs/benchmarks.md):
   2·r + ``batch_size`` (a backlog that grows by even 5 % of r over the window ends above that), and (b) the
   results over the window's second half arrive at ≥ 0.95·r per second.
 - **Capacity:** the highest sustained rate among r_k = r₀ × 0.95ᵏ (k = 0..19), tried from the top, where r₀ = the
-  classifier-alone rate or 1.15 × the backlog throughput, whichever is lower; 0 if none is. (Until 2026-12-01
+  classifier-alone rate (the stack's own classifier timed just before the search) or 1.15 × the backlog
+  throughput, whichever is lower; 0 if none is; if r₀ is sustained, r₀ / 0.95ᵏ upwards while sustained and not
+  above that classifier-alone rate. The capacity fraction divides it by the mean of the classifier-alone rates
+  timed just before and just after the search (since 2026-12-02: the host drifts by up to 30 % within a run). (Until 2026-12-01
   the search started at the backlog throughput of one 200-tweet burst, which varies by ±10 % from burst to
   burst and so capped the result: 4.20 tweets/s in the run where the same burst later went at 5.22.)
 - **Latency:** p50/p95/p99 over every tweet of a ``window_s`` window of steady offer at 0.25, 0.5 and 0.75 of
@@ -150,8 +153,12 @@ def copies_of(texts: list[str], rng: random.Random) -> list[str]:
 
 
 async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, log, window_s: float = 60,
-                  burst_s: float = 20) -> dict:
-    """Capacity, latency at 0.25/0.5/0.75 of it, and the copies speedup, through one embedded stack."""
+                  burst_s: float = 20, probe=None) -> dict:
+    """Capacity, latency at 0.25/0.5/0.75 of it, and the copies speedup, through one embedded stack.
+
+    ``probe(classifier, where) -> dict`` times the stack's own classifier alone (nothing is offered meanwhile)
+    just before and just after the capacity search and after the last window; its samples come back as
+    ``served_samples``, and the one before the search also bounds it."""
     from aiokafka import AIOKafkaProducer
 
     rng = random.Random(7)
@@ -182,6 +189,15 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
                 f"p95 {row['p95_s']:.2f} s")
             return row["sustained"]
 
+        served: list[dict] = []
+
+        async def timed_alone(where: str) -> None:
+            if probe is not None:
+                served.append(await asyncio.to_thread(probe, stack.classifier, where))
+
+        await timed_alone("before capacity")
+        if served:  # the classifier as fast as the host is now, not as it was minutes ago
+            classifier_rate = served[-1]["tweets_per_s"]
         # Down from the start until a rate is sustained; if the start itself is (a slow burst set it low), up
         # while each step is, never past the classifier's own rate.
         start = min(classifier_rate, HEADROOM * backlog["throughput"])
@@ -197,6 +213,7 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
                 break
             capacity /= BACKOFF
         report["capacity_tweets_per_s"] = round(capacity, 3)
+        await timed_alone("after capacity")
 
         report["latency"] = {}
         for fraction in FRACTIONS if capacity else ():
@@ -217,6 +234,8 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
                            "speedup": round(copied["throughput"] / plain["throughput"], 3)}
         log(f"  copies: {plain['throughput']:.2f} tweets/s all different, {copied['throughput']:.2f} with half "
             f"copies: {report['cache']['speedup']:.2f}×")
+        await timed_alone("after the last window")
+        report["served_samples"] = served
     finally:
         await results.stop()
         await producer.stop()

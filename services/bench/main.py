@@ -65,26 +65,30 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
 
     log("(a) the served classifier (default runtime, shipped adapter)")
     served = StanceClassifier.load(settings, adapter=settings.adapter)
-    default = measure(served, texts, settings.pass_tokens)
+    dtype_name = _precision_name(served).split("+")[0]
+
+    def served_sample(classifier: StanceClassifier, where: str) -> dict:
+        """The served setting timed, then the matmul peak right after it: paired, so that the host's drift
+        cancels in their ratio (the roofline) instead of landing in it."""
+        sample = {"where": where} | measure(classifier, texts, settings.pass_tokens)
+        sample["peak_gflops"] = matmul_peak(dtype_name, seconds=1.5)["gflops"]
+        log(f"  served ({where}): {sample['tweets_per_s']:.2f} tweets/s; {dtype_name} matmul peak "
+            f"{sample['peak_gflops']:.0f} GFLOP/s")
+        return sample
+
+    samples = [served_sample(served, "start")]
     predictions = served.predict_proba(texts).argmax(axis=1)
     streaming = measure_micro_batches(served, texts, settings.batch_size)
-    report["classifier"] = default | {
-        "precision": str(served.runtime.dtype).removeprefix("torch.").replace("float32", "fp32").replace(
-            "bfloat16", "bf16") + ("+nf4" if served.runtime.quantization.value == "nf4" else ""),
-        "adapter": served.adapter_version, "accuracy": round(scores(to_indices(gold), predictions)["accuracy"], 4),
-        "micro_batches": streaming}
-    report["tweets_per_s"] = default["tweets_per_s"]
-    served_samples = [default["tweets_per_s"]]
-    log(f"  served: {default['tweets_per_s']:.2f} tweets/s, {default['tokens_per_s']:.0f} tokens/s, "
-        f"accuracy {report['classifier']['accuracy']:.3f} on these {len(texts)} tweets; "
+    report["classifier"] = {k: v for k, v in samples[0].items() if k not in ("where", "peak_gflops")} | {
+        "precision": _precision_name(served), "adapter": served.adapter_version,
+        "accuracy": round(scores(to_indices(gold), predictions)["accuracy"], 4), "micro_batches": streaming}
+    log(f"  accuracy {report['classifier']['accuracy']:.3f} on these {len(texts)} tweets; "
         f"{streaming['tweets_per_s']:.2f} tweets/s in the worker's micro-batches of {settings.batch_size}")
 
     log("(c) roofline")
-    dtype_name = report["classifier"]["precision"].split("+")[0]
-    peak = matmul_peak(dtype_name)
     per_tweet = flops_per_tweet(served.model.config, [len(s) for s in served.encode(texts)])
-    report["roofline"] = {"peak_gflops": peak["gflops"], "peak": peak, "gflops_per_tweet": round(per_tweet / 1e9, 3)}
-    log(f"  {dtype_name} matmul peak {peak['gflops']:.0f} GFLOP/s; {per_tweet / 1e9:.2f} GFLOP per tweet")
+    report["roofline"] = {"gflops_per_tweet": round(per_tweet / 1e9, 3), "peak": matmul_peak(dtype_name)}
+    log(f"  {per_tweet / 1e9:.2f} GFLOP per tweet; peak by shape {report['roofline']['peak']['by_shape']}")
 
     log("(e) replay")
     e2e_settings = settings.model_copy(update={"data_dir": out / "e2e-var", "kafka_bootstrap": None,
@@ -95,8 +99,6 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
 
     log("(a) precisions × tokens per pass")
     report["precisions"] = precision_table(settings, texts, precisions, pass_sizes, slow_n, log)
-    served_samples += [row["tweets_per_s"] for row in report["precisions"]
-                       if (row["precision"], row["pass_tokens"], row["n"]) == (dtype_name, settings.pass_tokens, n)]
 
     log("(b) baseline: the paper's method through llama.cpp")
     if skip_baseline:
@@ -120,19 +122,15 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     if skip_e2e:
         report["e2e"] = {}
     else:
-        # The search starts from the fastest served measurement so far: the served number is a median of samples
-        # spread over the run, and starting below it would cap the capacity fraction under 1.
-        e2e = asyncio.run(run_e2e(e2e_settings, texts, max(served_samples), log, window_s))  # the same tweets
+        e2e = asyncio.run(run_e2e(e2e_settings, texts, samples[0]["tweets_per_s"], log, window_s,
+                                  probe=served_sample))  # the same tweets
+        samples += e2e.pop("served_samples")
         report["e2e"] = e2e
         report["e2e_capacity_tweets_per_s"] = e2e["capacity_tweets_per_s"]
         report["e2e_latency"] = e2e["latency"]
         report["cache"] = {k: e2e["cache"][k] for k in ("duplicate_share", "speedup")}
         _plot_e2e(e2e["windows"], out / "e2e.png")
-        log("(a) the served classifier again, after the end-to-end windows")
-        served = StanceClassifier.load(settings, adapter=settings.adapter)
-        served_samples.append(measure(served, texts, settings.pass_tokens)["tweets_per_s"])
-        del served
-    _served_rate(report, served_samples, log)
+    _served_rate(report, samples, log)
 
     (out / "bench.json").write_text(json.dumps(report, indent=1) + "\n")  # kept should the last section fail
     log("(f) worker processes")  # last: it sets this process's torch threads per worker count
@@ -147,23 +145,39 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     return report
 
 
-def _served_rate(report: dict, samples: list[float], log) -> None:
-    """``tweets_per_s`` is the median of the served setting's measurements spread over the run (start, the
-    precision table, after the end-to-end windows): the host's speed drifts 6-19 % within one run, and every ratio
-    and fraction below divides by this number."""
-    rate = round(statistics.median(samples), 3)
+def _precision_name(classifier: StanceClassifier) -> str:
+    dtype = str(classifier.runtime.dtype).removeprefix("torch.").replace("float32", "fp32").replace("bfloat16", "bf16")
+    return dtype + ("+nf4" if classifier.runtime.quantization.value == "nf4" else "")
+
+
+def _served_rate(report: dict, samples: list[dict], log) -> None:
+    """The host's speed drifts by up to 30 % within one run, so no number below divides rates measured minutes
+    apart. ``tweets_per_s`` is the median of the served setting's samples (the start; with the end-to-end stack,
+    its own classifier just before and just after the capacity search and after the last window); the roofline
+    fraction is the median of each sample over the peak measured right after it; the capacity fraction divides
+    the capacity by the mean of the two samples that bracket the capacity search."""
+    rates = [s["tweets_per_s"] for s in samples]
+    rate = round(statistics.median(rates), 3)
     report["tweets_per_s"] = report["classifier"]["tweets_per_s"] = rate
-    report["classifier"]["samples_tweets_per_s"] = samples
+    report["classifier"]["samples_tweets_per_s"] = rates
+    report["classifier"]["samples"] = samples
     r = report["roofline"]
+    per_sample = [s["tweets_per_s"] * r["gflops_per_tweet"] / s["peak_gflops"] for s in samples]
+    r["samples_fraction"] = [round(f, 3) for f in per_sample]
+    r["peak_gflops"] = round(statistics.median(s["peak_gflops"] for s in samples), 1)
     r["achieved_gflops"] = round(r["gflops_per_tweet"] * rate, 1)
-    report["roofline_fraction"] = round(r["achieved_gflops"] / r["peak_gflops"], 3)
+    report["roofline_fraction"] = round(statistics.median(per_sample), 3)
     if report.get("baseline_tweets_per_s"):
         report["ratio"] = round(rate / report["baseline_tweets_per_s"], 2)
-    if report.get("e2e_capacity_tweets_per_s") is not None:
-        report["e2e_capacity_fraction"] = round(report["e2e_capacity_tweets_per_s"] / rate, 3)
-    log(f"  served: {rate:.2f} tweets/s (median of {', '.join(f'{x:.2f}' for x in samples)}); "
-        f"roofline {report['roofline_fraction']:.0%}" + (f"; ours/baseline {report['ratio']:.1f}×"
-                                                         if "ratio" in report else ""))
+    around = [s["tweets_per_s"] for s in samples if s["where"] in ("before capacity", "after capacity")]
+    if report.get("e2e_capacity_tweets_per_s") is not None and around:
+        report["e2e"]["classifier_around_capacity_tweets_per_s"] = round(statistics.mean(around), 3)
+        report["e2e_capacity_fraction"] = round(report["e2e_capacity_tweets_per_s"] / statistics.mean(around), 3)
+    log(f"  served: {rate:.2f} tweets/s (median of {', '.join(f'{x:.2f}' for x in rates)}); "
+        f"roofline {report['roofline_fraction']:.0%} (median of {', '.join(f'{x:.0%}' for x in per_sample)})"
+        + (f"; ours/baseline {report['ratio']:.1f}×" if "ratio" in report else "")
+        + (f"; capacity {report['e2e_capacity_fraction']:.0%} of the classifier around it"
+           if "e2e_capacity_fraction" in report else ""))
 
 
 def _plot_e2e(windows: list[dict], path: Path) -> None:
@@ -206,8 +220,8 @@ def render_markdown(report: dict) -> str:
     lines += [f"- **Served classifier** ({c['precision']}, adapter {c['adapter']}, "
               f"packed passes of {c['pass_tokens']} tokens): "
               f"**{c['tweets_per_s']:.2f} tweets/s** (median of "
-              f"{', '.join(f'{x:.2f}' for x in c.get('samples_tweets_per_s', [c['tweets_per_s']]))}: start, "
-              f"precision table, after the end-to-end windows), {c['tokens_per_s']:.0f} tokens/s, "
+              f"{', '.join(f'{x:.2f}' for x in c.get('samples_tweets_per_s', [c['tweets_per_s']]))}: "
+              f"{', '.join(x['where'] for x in c.get('samples', [])) or 'one sample'}), {c['tokens_per_s']:.0f} tokens/s, "
               f"{c['tokens_per_tweet']:.0f} tokens/tweet, accuracy {c['accuracy']:.3f}; "
               f"{c['micro_batches']['tweets_per_s']:.2f} tweets/s when the tweets come "
               f"{c['micro_batches']['micro_batch']} at a time, as the worker sees them."]
@@ -218,9 +232,11 @@ def render_markdown(report: dict) -> str:
                   f"{b['prompt_tokens_per_s']:.0f} prompt tokens/s) on {b['n']} tweets, accuracy {b['accuracy']:.3f}. "
                   f"**Ratio ours/baseline: {report['ratio']:.1f}×.**"]
     r = report["roofline"]
-    lines += [f"- **Roofline:** {r['gflops_per_tweet']:.2f} GFLOP per tweet × {c['tweets_per_s']:.2f} tweets/s = "
-              f"{r['achieved_gflops']:.0f} GFLOP/s of a measured {r['peak']['dtype']} matmul peak of "
-              f"{r['peak_gflops']:.0f} GFLOP/s: **{report['roofline_fraction']:.0%}**.", "",
+    peaks = ", ".join(f"{x['peak_gflops']:.0f}" for x in c.get("samples", []))
+    lines += [f"- **Roofline:** {r['gflops_per_tweet']:.2f} GFLOP per tweet × each served sample over the "
+              f"{r['peak']['dtype']} matmul peak measured right after it ({peaks} GFLOP/s): "
+              f"{', '.join(f'{x:.0%}' for x in r.get('samples_fraction', []))}, median "
+              f"**{report['roofline_fraction']:.0%}**.", "",
               "| precision | tokens per pass | tweets/s | tokens/s | n |", "|---|---|---|---|---|"]
     lines += [f"| {p['precision']} | {p['pass_tokens']} | {p['tweets_per_s']:.2f} | {p['tokens_per_s']:.0f} | {p['n']} |"
               for p in report["precisions"]]
@@ -231,7 +247,8 @@ def render_markdown(report: dict) -> str:
     if e:
         lines += [f"- **End to end:** backlog {e['backlog']['throughput']:.2f} tweets/s; capacity (sustained "
                   f"{e['window_s']:.0f} s) **{report['e2e_capacity_tweets_per_s']:.2f} tweets/s = "
-                  f"{report['e2e_capacity_fraction']:.0%} of the classifier alone**; identical tweets: "
+                  f"{report['e2e_capacity_fraction']:.0%} of the classifier alone** (timed just before and after the "
+                  f"search: {e['classifier_around_capacity_tweets_per_s']:.2f} tweets/s); identical tweets: "
                   f"{e['cache']['unique_tweets_per_s']:.2f} → {e['cache']['copies_tweets_per_s']:.2f} tweets/s with "
                   f"half copies (**{report['cache']['speedup']:.2f}×**).", "",
                   "| offered (tweets/s) | sustained | delivered, 2nd half | p50 (s) | p95 (s) | p99 (s) | n |",
