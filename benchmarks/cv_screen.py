@@ -70,9 +70,9 @@ def main() -> None:
             config = replace(SETTINGS[args.setting], **RECIPES[name])
             started = time.perf_counter()
 
-            def train_fold(train_set, directory: Path, config=config):
+            def train_fold(train_set, directory: Path, resume: bool, config=config):
                 result = train(settings, train_set, directory, config, sources=[str(TRAIN)],
-                               version=directory.name, frozen_memo=memo)
+                               version=directory.name, frozen_memo=memo, resume=resume)
                 return fold_scorer(settings, config, result.adapter_dir, memo)
 
             reports[name] = run_cv(examples, args.out / name, config, train_fold, folds=args.folds, seed=0,

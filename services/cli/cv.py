@@ -43,9 +43,9 @@ def run(args, settings) -> int:
     pretrain_texts = read_texts(args.pretrain_texts) if args.pretrain_texts else None
     frozen_memo: dict = {}  # with --train-layers, the frozen layers run once per tweet for all folds
 
-    def train_fold(train_set, directory: Path):
+    def train_fold(train_set, directory: Path, resume: bool):
         result = train(settings, train_set, directory, config, sources=[str(p) for p in args.data],
-                       version=directory.name, frozen_memo=frozen_memo, pretrain_texts=pretrain_texts)
+                       version=directory.name, frozen_memo=frozen_memo, pretrain_texts=pretrain_texts, resume=resume)
         return fold_scorer(settings, config, result.adapter_dir, None if pretrain_texts else frozen_memo)
 
     report = run_cv(examples, args.out, config, train_fold, folds=args.folds, seed=args.cv_seed, lolo=lolo,

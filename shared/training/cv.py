@@ -6,7 +6,8 @@ Each fold trains a recipe on the other folds (``train`` carves its own early-sto
 scores the held-out fold: overall, per language and per class, plus stance macro-F1 (pro / anti / neutral F1 on
 the tweets labeled immigration-related) — the number the small languages need moved. A run directory keeps one
 sub-directory per fold with its ``scores.json``, so an interrupted CV continues where it stopped (a fold with
-scores is not trained again) and a finished one is re-summarised for free.
+scores is not trained again, a fold stopped part way resumes from its training checkpoint when its recipe and
+training tweets are the ones it began with) and a finished one is re-summarised for free.
 """
 
 from __future__ import annotations
@@ -108,7 +109,10 @@ def fold_scorer(settings, config: TrainConfig, adapter_dir: Path, frozen_memo: d
     return lambda texts: predict_with_frozen_memo(classifier, texts, start, memo)
 
 
-TrainFn = Callable[[list[Example], Path], Callable[[list[str]], np.ndarray]]
+#: ``train_fold(train_set, directory, resume)``: train into ``directory`` (continuing its checkpoint if ``resume``)
+#: and return the fold's predict function.
+TrainFn = Callable[[list[Example], Path, bool], Callable[[list[str]], np.ndarray]]
+BEGUN = "fold.json"  # what a fold's training began with: a checkpoint is only continued under the same
 """Trains on the examples in the directory and returns the trained model's ``predict_proba``."""
 
 
@@ -145,8 +149,12 @@ def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: 
         if train_at_most is not None and trained >= train_at_most:
             continue
         trained += 1
-        log(f"{name}: training on {len(train_set)} tweets, scoring {len(held_out)}")
-        predict = train_fold(train_set, directory)
+        begun = {"recipe": asdict(config), "train_sha256_16": data_digest(train_set)}
+        resume = (directory / BEGUN).exists() and json.loads((directory / BEGUN).read_text()) == begun
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / BEGUN).write_text(json.dumps(begun, indent=1) + "\n")
+        log(f"{name}: {'resuming' if resume else 'training'} on {len(train_set)} tweets, scoring {len(held_out)}")
+        predict = train_fold(train_set, directory, resume)
         result = fold_scores(held_out, predict([ex.text for ex in held_out]))
         result["held_out_sha256_16"] = expected
         result["train_n"] = len(train_set)

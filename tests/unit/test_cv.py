@@ -45,7 +45,7 @@ def test_cv_trains_at_most_the_folds_asked_for_and_continues_where_it_stopped(tm
     examples = read_labeled([write_labeled_csv(tmp_path / "d.csv", n_per_cell=6)])
     trained: list[str] = []
 
-    def train_fold(train_set, directory):  # a stand-in trainer: always answers "unrelated"
+    def train_fold(train_set, directory, resume):  # a stand-in trainer: always answers "unrelated"
         trained.append(directory.name)
         return lambda texts: np.tile([0.1, 0.1, 0.1, 0.7], (len(texts), 1))
 
@@ -60,6 +60,43 @@ def test_cv_trains_at_most_the_folds_asked_for_and_continues_where_it_stopped(tm
     step()
     assert trained == ["fold-1", "fold-2", "fold-3"]
     assert set(step()["per_fold"]) == {"fold-1", "fold-2", "fold-3"} and len(trained) == 3
+
+
+def test_a_fold_stopped_part_way_resumes_only_under_the_recipe_and_tweets_it_began_with(tmp_path):
+    from dataclasses import replace
+
+    from shared.training.cv import run_cv
+    from shared.training.config import TrainConfig
+
+    examples = read_labeled([write_labeled_csv(tmp_path / "d.csv", n_per_cell=6)])
+    calls: list[tuple[str, bool]] = []
+
+    def stopped(train_set, directory, resume):  # killed during its first fold's training
+        calls.append((directory.name, resume))
+        raise KeyboardInterrupt
+
+    def trains(train_set, directory, resume):
+        calls.append((directory.name, resume))
+        return lambda texts: np.tile([0.1, 0.1, 0.1, 0.7], (len(texts), 1))
+
+    def cv(train_fold, config=TrainConfig(), data=examples):
+        return run_cv(data, tmp_path / "cv", config, train_fold, folds=2, log=lambda _: None)
+
+    with pytest.raises(KeyboardInterrupt):
+        cv(stopped)
+    cv(trains)  # the same recipe and folds: fold-1 continues its checkpoint, fold-2 starts fresh
+    assert calls == [("fold-1", False), ("fold-1", True), ("fold-2", False)]
+
+    calls.clear()
+    (tmp_path / "cv" / "fold-1" / "scores.json").unlink()  # fold-1 to train again, under another recipe
+    cv(trains, replace(TrainConfig(), epochs=TrainConfig().epochs + 1))
+    assert calls == [("fold-1", False)]  # a checkpoint of another recipe is never continued
+
+    calls.clear()
+    for fold in ("fold-1", "fold-2"):
+        (tmp_path / "cv" / fold / "scores.json").unlink()
+    cv(trains, replace(TrainConfig(), epochs=TrainConfig().epochs + 1), examples[:-1])  # other training tweets
+    assert calls == [("fold-1", False), ("fold-2", False)]
 
 
 @pytest.mark.model
