@@ -1,6 +1,6 @@
-"""What the classifier A/Bs share (``levelled_rows_ab``, ``segment_attention_ab``, ``compile_ab``, ``packing_ab``):
-the served classifier with test.csv tweets, and timed rounds that alternate the sides in one process, so the
-host's drift lands on both sides alike."""
+"""What the classifier benchmarks share (``levelled_rows_ab``, ``segment_attention_ab``, ``compile_ab``,
+``packing_ab``, ``pass_profile``): the served classifier with test.csv tweets, and timed rounds that alternate the
+sides in one process, so the host's drift lands on both sides alike."""
 
 from __future__ import annotations
 

@@ -10,15 +10,10 @@ between them (docs/benchmarks.md).
 from __future__ import annotations
 
 import argparse
-import csv
-from pathlib import Path
 
 from torch.profiler import ProfilerActivity, profile
 
-from shared.classifier.model import StanceClassifier
-from shared.settings import Settings
-
-TEST = Path("../shared/datasets/immigration-tweets/test.csv")
+from ab import served_classifier_and_tweets
 
 
 def main() -> None:
@@ -26,10 +21,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=160)
     parser.add_argument("--rows", type=int, default=15, help="operators shown")
     args = parser.parse_args()
-    settings = Settings()
-    with open(TEST, encoding="utf-8", newline="") as handle:
-        texts = [row["text"] for row in csv.DictReader(handle)][: args.n]
-    classifier = StanceClassifier.load(settings, adapter=settings.adapter)
+    classifier, texts = served_classifier_and_tweets(args.n)
     classifier.predict_proba(texts[:16])  # warm-up
     with profile(activities=[ProfilerActivity.CPU]) as profiler:
         classifier.predict_proba(texts)

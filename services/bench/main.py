@@ -65,7 +65,8 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
 
     log("(a) the served classifier (default runtime, shipped adapter)")
     served = StanceClassifier.load(settings, adapter=settings.adapter)
-    dtype_name = _precision_name(served).split("+")[0]
+    precision = _precision_name(served)
+    dtype_name = precision.split("+")[0]
 
     def served_sample(classifier: StanceClassifier, where: str) -> dict:
         """The served setting timed, then the matmul peak right after it: paired, so that the host's drift
@@ -80,7 +81,7 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     predictions = served.predict_proba(texts).argmax(axis=1)
     streaming = measure_micro_batches(served, texts, settings.batch_size)
     report["classifier"] = {k: v for k, v in samples[0].items() if k not in ("where", "peak_gflops")} | {
-        "precision": _precision_name(served), "adapter": served.adapter_version,
+        "precision": precision, "adapter": served.adapter_version,
         "accuracy": round(scores(to_indices(gold), predictions)["accuracy"], 4), "micro_batches": streaming}
     log(f"  accuracy {report['classifier']['accuracy']:.3f} on these {len(texts)} tweets; "
         f"{streaming['tweets_per_s']:.2f} tweets/s in the worker's micro-batches of {settings.batch_size}")

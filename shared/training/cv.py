@@ -109,11 +109,11 @@ def fold_scorer(settings, config: TrainConfig, adapter_dir: Path, frozen_memo: d
     return lambda texts: predict_with_frozen_memo(classifier, texts, start, memo)
 
 
-#: ``train_fold(train_set, directory, resume)``: train into ``directory`` (continuing its checkpoint if ``resume``)
-#: and return the fold's predict function.
 TrainFn = Callable[[list[Example], Path, bool], Callable[[list[str]], np.ndarray]]
-BEGUN = "fold.json"  # what a fold's training began with: a checkpoint is only continued under the same
-"""Trains on the examples in the directory and returns the trained model's ``predict_proba``."""
+"""``train_fold(train_set, directory, resume)``: trains on the examples into the directory (continuing its
+checkpoint if ``resume``) and returns the trained model's ``predict_proba``."""
+#: A fold's recipe and training tweets as its training began: its checkpoint is continued only under the same.
+BEGUN = "fold.json"
 
 
 def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: TrainFn, *, folds: int = 5,
