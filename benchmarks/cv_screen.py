@@ -2,7 +2,7 @@
 layers run once per tweet for all of them (``train(..., frozen_memo=...)``).
 
     .venv/bin/python benchmarks/cv_screen.py --out runs/cv-screen [--folds 3] [--recipes baseline,consistency,balanced]
-    .venv/bin/python benchmarks/cv_screen.py --setting full --out runs/cv01-full --folds 5 --recipes baseline,balanced
+    .venv/bin/python benchmarks/cv_screen.py --setting full --out benchmarks/results/cv01-full --folds 5 --recipes baseline,balanced
 
 Screening cost setting (cheaper than the shipped recipe, so several recipes fit a session on 2 cores): LoRA on the
 top 2 decoder layers, 2 epochs, lr 3e-4, EMA 0.98, evaluation every 40 steps. Each recipe is the screening setting
