@@ -24,11 +24,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
 from shared.settings import Settings
 from shared.training.config import TrainConfig
-from shared.training.cv import fold_scorer, render, run_cv
+from shared.training.cv import adoption_verdict, fold_scorer, render, run_cv, scored_folds, small_language_stance
 from shared.training.data import read_labeled
 from shared.training.loop import train
 
@@ -43,13 +41,6 @@ RECIPES = {
     "balanced": {"sampling": "balanced"},
     "stance-balanced": {"sampling": "stance-balanced"},
 }
-LARGE = ("en", "es")  # the two languages with hundreds of training tweets; the others have ~75-80
-
-
-def small_language_stance(fold_dir: Path) -> float:
-    """Mean over the small languages of stance macro-F1 on one held-out fold."""
-    per_language = json.loads((fold_dir / "scores.json").read_text())["per_language"]
-    return float(np.mean([row["stance_macro_f1"] for lang, row in per_language.items() if lang not in LARGE]))
 
 
 def main() -> None:
@@ -58,6 +49,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--setting", choices=list(SETTINGS), default="screen")
+    parser.add_argument("--max-accuracy-drop", type=float, default=None,
+                        help="the rule's limit on CV accuracy below the baseline's (cv03: 0.02; cv01: none)")
     args = parser.parse_args()
     settings = Settings()
     examples = read_labeled([TRAIN])
@@ -85,9 +78,12 @@ def main() -> None:
         screen[name] = {
             "minutes_this_run": round(minutes[name], 1),
             "macro_f1": report["cv"]["macro_f1"], "stance_macro_f1": report["cv"]["stance_macro_f1"],
-            "small_language_stance_per_fold": [round(small_language_stance(args.out / name / fold), 4)
-                                               for fold in sorted(report["per_fold"])],
+            "small_language_stance_per_fold": [round(small_language_stance(fold), 4)
+                                               for fold in scored_folds(args.out / name).values()],
         }
+        if name != "baseline" and "baseline" in reports:  # the rule written before the run, applied as code
+            screen[name]["rule"] = adoption_verdict(scored_folds(args.out / "baseline"), scored_folds(args.out / name),
+                                                    folds=args.folds, max_accuracy_drop=args.max_accuracy_drop)
         print(json.dumps({name: screen[name]}), flush=True)
     (args.out / "screen.json").write_text(json.dumps(screen, indent=1) + "\n")
 

@@ -176,6 +176,60 @@ def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: 
     return report
 
 
+#: The languages with hundreds of training tweets in train.csv; the others have ~75-80 and are "small".
+LARGE_LANGUAGES = ("en", "es")
+
+
+def small_language_stance(fold: dict, large: tuple[str, ...] = LARGE_LANGUAGES) -> float:
+    """Mean over the small languages of stance macro-F1 on one held-out fold (a fold's ``scores.json``)."""
+    return float(np.mean([row["stance_macro_f1"] for lang, row in fold["per_language"].items()
+                          if lang not in large]))
+
+
+def scored_folds(directory: Path) -> dict[str, dict]:
+    """The K-fold folds scored so far in a CV run directory, by name (``fold-1`` …)."""
+    return {d.name: json.loads((d / "scores.json").read_text())
+            for d in sorted(directory.glob("fold-*")) if (d / "scores.json").exists()}
+
+
+def adoption_verdict(baseline: dict[str, dict], candidate: dict[str, dict], *, folds: int, margin: float = 0.02,
+                     max_macro_f1_drop: float = 0.01, max_accuracy_drop: float | None = None) -> dict:
+    """The adoption rule of docs/experiments.md (cv01, cv03) applied to two recipes' scored folds: on the folds
+    both have, the candidate's mean small-language stance macro-F1 must be ≥ the baseline's + ``margin``, better
+    in most folds (more than half), its mean macro-F1 not more than ``max_macro_f1_drop`` below the baseline's
+    and, where the rule says so, its accuracy not more than ``max_accuracy_drop`` below. The rule is about all
+    ``folds``: with fewer paired, the verdict is "incomplete" whatever the numbers say so far."""
+    paired = sorted(set(baseline) & set(candidate))
+    if not paired:
+        return {"verdict": "incomplete", "paired_folds": 0, "folds": folds}
+    base = [small_language_stance(baseline[name]) for name in paired]
+    cand = [small_language_stance(candidate[name]) for name in paired]
+
+    def mean(rows: dict, key: str) -> float:
+        return float(np.mean([rows[name][key] for name in paired]))
+
+    result = {
+        "paired_folds": len(paired), "folds": folds,
+        "small_language_stance": {"baseline": [round(v, 4) for v in base], "candidate": [round(v, 4) for v in cand]},
+        "small_language_stance_delta": round(float(np.mean(cand) - np.mean(base)), 4),
+        "folds_better": sum(c > b for b, c in zip(base, cand)),
+        "macro_f1_delta": round(mean(candidate, "macro_f1") - mean(baseline, "macro_f1"), 4),
+        "accuracy_delta": round(mean(candidate, "accuracy") - mean(baseline, "accuracy"), 4),
+    }
+    failed = []
+    if result["small_language_stance_delta"] < margin:
+        failed.append(f"small-language stance {result['small_language_stance_delta']:+.3f} < +{margin}")
+    if result["folds_better"] * 2 <= len(paired):
+        failed.append(f"better in {result['folds_better']} of {len(paired)} folds, not most")
+    if result["macro_f1_delta"] < -max_macro_f1_drop:
+        failed.append(f"macro-F1 {result['macro_f1_delta']:+.3f} below the allowed -{max_macro_f1_drop}")
+    if max_accuracy_drop is not None and result["accuracy_delta"] < -max_accuracy_drop:
+        failed.append(f"accuracy {result['accuracy_delta']:+.3f} below the allowed -{max_accuracy_drop}")
+    result["failed"] = failed
+    result["verdict"] = "incomplete" if len(paired) < folds else ("fails" if failed else "passes")
+    return result
+
+
 def render(report: dict) -> str:
     """The CV report as Markdown tables (what `stancestream cv` prints and writes to cv.md)."""
     lines = []

@@ -56,6 +56,8 @@ def test_cv_trains_at_most_the_folds_asked_for_and_continues_where_it_stopped(tm
     first = step()
     assert trained == ["fold-1"] and set(first["per_fold"]) == {"fold-1"}
     assert first["cv"]["macro_f1"]["sd"] == 0.0
+    from shared.training.cv import scored_folds
+    assert list(scored_folds(tmp_path / "cv")) == ["fold-1"]  # what the adoption rule reads back
     step()
     step()
     assert trained == ["fold-1", "fold-2", "fold-3"]
@@ -163,3 +165,39 @@ def test_folds_share_the_frozen_layers_output_without_changing_what_is_trained(t
     through_memo = fold_scorer(tiny_settings, config, first.adapter_dir, memo)(texts)
     plain_pass = fold_scorer(tiny_settings, config, first.adapter_dir, None)(texts)
     assert np.allclose(through_memo, plain_pass, atol=1e-5)
+
+
+def _fold(small_stance: float, *, macro_f1: float = 0.5, accuracy: float = 0.6, large_stance: float = 0.9) -> dict:
+    """A fold's scores.json as far as the rule reads it: two large languages and two small ones."""
+    per_language = {"en": {"stance_macro_f1": large_stance}, "es": {"stance_macro_f1": large_stance},
+                    "it": {"stance_macro_f1": small_stance - 0.05}, "tr": {"stance_macro_f1": small_stance + 0.05}}
+    return {"macro_f1": macro_f1, "accuracy": accuracy, "per_language": per_language}
+
+
+def test_the_adoption_rule_needs_the_margin_most_folds_every_fold_and_no_large_macro_f1_or_accuracy_loss():
+    from shared.training.cv import adoption_verdict
+
+    base = {f"fold-{k}": _fold(0.30) for k in range(1, 6)}
+    better = {f"fold-{k}": _fold(v) for k, v in zip(range(1, 6), (0.35, 0.34, 0.33, 0.29, 0.29))}
+    verdict = adoption_verdict(base, better, folds=5)
+    assert verdict["verdict"] == "passes", verdict  # +0.02 on average, better in 3 of 5
+    assert verdict["small_language_stance_delta"] == pytest.approx(0.02)
+    assert verdict["folds_better"] == 3
+    # The large languages do not count: a fold that gains only there is no better.
+    assert adoption_verdict(base, {k: _fold(0.30, large_stance=1.0) for k in base}, folds=5)["verdict"] == "fails"
+    # The mean alone is not enough: one fold's big gain, worse in the other four.
+    lopsided = {f"fold-{k}": _fold(v) for k, v in zip(range(1, 6), (0.60, 0.29, 0.29, 0.29, 0.29))}
+    assert adoption_verdict(base, lopsided, folds=5)["failed"] == ["better in 1 of 5 folds, not most"]
+    # Half the folds is not most.
+    even = {f"fold-{k}": _fold(v) for k, v in zip(range(1, 5), (0.40, 0.40, 0.29, 0.29))}
+    assert adoption_verdict(dict(list(base.items())[:4]), even, folds=4)["verdict"] == "fails"
+    # Stance bought with overall macro-F1, or (where the rule limits it) with accuracy.
+    costly = {k: _fold(0.40, macro_f1=0.48, accuracy=0.50) for k in base}
+    assert adoption_verdict(base, costly, folds=5)["verdict"] == "fails"
+    cheap_macro = {k: _fold(0.40, macro_f1=0.495, accuracy=0.50) for k in base}
+    assert adoption_verdict(base, cheap_macro, folds=5)["verdict"] == "passes"
+    assert adoption_verdict(base, cheap_macro, folds=5, max_accuracy_drop=0.02)["verdict"] == "fails"
+    # The rule is about all the folds: four good pairs of five decide nothing yet.
+    partial = adoption_verdict(base, {k: v for k, v in better.items() if k != "fold-5"} | {}, folds=5)
+    assert partial["verdict"] == "incomplete" and partial["paired_folds"] == 4
+    assert adoption_verdict(base, {}, folds=5)["verdict"] == "incomplete"
