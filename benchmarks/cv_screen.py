@@ -6,7 +6,7 @@ layers run once per tweet for all of them (``train(..., frozen_memo=...)``).
 
 Screening cost setting (cheaper than the shipped recipe, so several recipes fit a session on 2 cores): LoRA on the
 top 2 decoder layers, 2 epochs, lr 3e-4, EMA 0.98, evaluation every 40 steps. Each recipe is the screening setting
-plus its own options (RECIPES). The adoption rule is written in docs/experiments.md before the run. Results:
+with its own options (RECIPES). The adoption rule is written in docs/experiments.md before the run. Results:
 OUT/<recipe>/cv.json and cv.md, and OUT/screen.json (stance macro-F1 over the small languages per fold).
 
 ``--setting full`` is the shipped recipe's setting (LoRA on the top 6 layers, 3 epochs, evaluation every 30 steps),
@@ -26,21 +26,26 @@ from pathlib import Path
 
 from shared.settings import Settings
 from shared.training.config import TrainConfig
-from shared.training.cv import adoption_verdict, fold_scorer, render, run_cv, scored_folds, small_language_stance
+from shared.training.cv import adoption_verdict, fold_trainer, render, run_cv, scored_folds, small_language_stance
 from shared.training.data import read_labeled
-from shared.training.loop import train
 
 TRAIN = Path("../shared/datasets/immigration-tweets/train.csv")
 SETTINGS = {
     "screen": TrainConfig(epochs=2, train_layers=2, learning_rate=3e-4, ema_decay=0.98, eval_every=40),
     "full": TrainConfig(epochs=3, train_layers=6, learning_rate=3e-4, ema_decay=0.98, eval_every=30),  # shipped v1
 }
-RECIPES = {
-    "baseline": {},
-    "consistency": {"consistency": 1.0},
-    "balanced": {"sampling": "balanced"},
-    "stance-balanced": {"sampling": "stance-balanced"},
+RECIPES = {  # each recipe: the setting's config -> the recipe's
+    "baseline": lambda c: c,
+    "consistency": lambda c: replace(c, consistency=1.0),
+    "balanced": lambda c: replace(c, sampling="balanced"),
+    "stance-balanced": lambda c: replace(c, sampling="stance-balanced"),
+    # Three times the adapted layers, with more dropout and weight decay against the extra capacity (cv04).
+    "deeper": lambda c: replace(c, train_layers=3 * c.train_layers, lora_dropout=0.1, weight_decay=0.1),
+    # The baseline trained with three seeds, their probabilities averaged (shared/classifier/ensemble.py serves
+    # such an ensemble sharing the frozen layers' pass; cv04).
+    "ensemble-3": lambda c: c,
 }
+MEMBERS = {"ensemble-3": 3}
 
 
 def main() -> None:
@@ -60,16 +65,12 @@ def main() -> None:
     reports: dict = {}
     for _ in range(args.folds):
         for name in names:
-            config = replace(SETTINGS[args.setting], **RECIPES[name])
+            config = RECIPES[name](SETTINGS[args.setting])
             started = time.perf_counter()
-
-            def train_fold(train_set, directory: Path, resume: bool, config=config):
-                result = train(settings, train_set, directory, config, sources=[str(TRAIN)],
-                               version=directory.name, frozen_memo=memo, resume=resume)
-                return fold_scorer(settings, config, result.adapter_dir, memo)
-
+            members = MEMBERS.get(name, 1)
+            train_fold = fold_trainer(settings, config, sources=[str(TRAIN)], frozen_memo=memo, members=members)
             reports[name] = run_cv(examples, args.out / name, config, train_fold, folds=args.folds, seed=0,
-                                   train_at_most=1,
+                                   train_at_most=1, members=members,
                                    log=lambda line, name=name: print(f"[{name}] {line}", file=sys.stderr, flush=True))
             minutes[name] += (time.perf_counter() - started) / 60
     screen: dict = {}

@@ -24,32 +24,29 @@ def arguments(parser) -> None:
     parser.add_argument("--cv-seed", type=int, default=0, help="seed of the fold assignment (default 0)")
     parser.add_argument("--lolo", default="", metavar="LANGS",
                         help="leave each of these languages out in turn, comma-separated, or 'all' (default none)")
+    parser.add_argument("--members", type=int, default=1, metavar="K",
+                        help="cross-validate an ensemble: K adapters per fold, trained with seeds --seed, --seed+1, "
+                             "..., scored by their mean probabilities (needs --train-layers; default 1)")
     add_recipe_options(parser)
 
 
 def run(args, settings) -> int:
     import sys
 
-    from shared.training.cv import fold_scorer, render, run_cv
+    from shared.training.cv import fold_trainer, render, run_cv
     from shared.training.data import read_labeled
-    from shared.training.loop import train
     from shared.training.pretrain import read_texts
 
     config = recipe_of(args)
     examples = read_labeled(args.data)
     lolo = sorted({ex.lang for ex in examples}) if args.lolo == "all" else \
         [code.strip() for code in args.lolo.split(",") if code.strip()]
-
     pretrain_texts = read_texts(args.pretrain_texts) if args.pretrain_texts else None
-    frozen_memo: dict = {}  # with --train-layers, the frozen layers run once per tweet for all folds
-
-    def train_fold(train_set, directory: Path, resume: bool):
-        result = train(settings, train_set, directory, config, sources=[str(p) for p in args.data],
-                       version=directory.name, frozen_memo=frozen_memo, pretrain_texts=pretrain_texts, resume=resume)
-        return fold_scorer(settings, config, result.adapter_dir, None if pretrain_texts else frozen_memo)
-
+    # With --train-layers, the frozen layers run once per tweet for all folds (and members).
+    train_fold = fold_trainer(settings, config, sources=[str(p) for p in args.data], frozen_memo={},
+                              pretrain_texts=pretrain_texts, members=args.members)
     report = run_cv(examples, args.out, config, train_fold, folds=args.folds, seed=args.cv_seed, lolo=lolo,
-                    log=lambda line: print(line, file=sys.stderr))
+                    log=lambda line: print(line, file=sys.stderr), members=args.members)
     table = render(report)
     (args.out / "cv.md").write_text(table)
     print(table)

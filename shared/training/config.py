@@ -25,6 +25,9 @@ class TrainConfig:
     lora_rank: int = _option(16, "LoRA rank r")
     lora_alpha: int = _option(32, "LoRA alpha (the update is scaled by alpha / r)")
     lora_dropout: float = _option(0.05, "dropout on the LoRA input")
+    weight_decay: float = _option(0.0, "AdamW's decoupled weight decay on the adapter's weights (0 = off): pulls "
+                                       "the update toward the base model, a regulariser for recipes that adapt "
+                                       "many layers")
     target_modules: str = _option("all-linear", "all-linear, or attention (q, k, v, o projections only)")
     class_weighting: str = _option("sqrt", "loss weight per class: none, sqrt (1/sqrt(frequency)) or balanced "
                                            "(1/frequency)")
@@ -71,8 +74,9 @@ class TrainConfig:
             raise ValueError(f"--head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.sampling not in SAMPLINGS:
             raise ValueError(f"--sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}")
-        if self.consistency < 0:
-            raise ValueError(f"--consistency must be >= 0, got {self.consistency}")
+        for name in ("consistency", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
         for name in ("label_smoothing", "ema_decay", "dev_fraction"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1), got {getattr(self, name)}")

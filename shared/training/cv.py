@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from shared.classifier.adapters import ADAPTER_METADATA
 from shared.messages import CATEGORIES, Category
 from shared.training.config import TrainConfig
 from shared.training.data import Example, data_digest
@@ -116,13 +117,58 @@ checkpoint if ``resume``) and returns the trained model's ``predict_proba``."""
 BEGUN = "fold.json"
 
 
+def fold_trainer(settings, config: TrainConfig, *, sources: list[str], frozen_memo: dict | None,
+                 pretrain_texts: list[str] | None = None, members: int = 1) -> TrainFn:
+    """The real ``train_fold``: ``train`` with the recipe, scored through ``frozen_memo`` where it can. With
+    ``members`` > 1 the fold is an ensemble: one adapter per seed (the recipe's seed, + 1, …) in ``member-<k>``
+    sub-directories, scored by their mean probabilities (as ``shared.classifier.ensemble`` serves them); a member
+    finished before a stop is reused when the fold resumes."""
+    from shared.training.loop import train
+
+    if members < 1:
+        raise ValueError(f"an ensemble needs at least one member, got {members}")
+    if members > 1 and not config.train_layers:
+        raise ValueError("ensemble members must adapt the same top layers: give --train-layers")
+
+    def train_fold(train_set: list[Example], directory: Path, resume: bool):
+        scorers = []
+        for k in range(members):
+            member_dir = directory / f"member-{k + 1}" if members > 1 else directory
+            member = replace(config, seed=config.seed + k)
+            finished = member_dir / "adapter" / ADAPTER_METADATA
+            if members > 1 and resume and finished.exists():
+                adapter_dir = finished.parent
+            else:
+                adapter_dir = train(settings, train_set, member_dir, member, sources=sources,
+                                    version=directory.name, frozen_memo=frozen_memo, pretrain_texts=pretrain_texts,
+                                    resume=resume).adapter_dir
+            scorers.append(fold_scorer(settings, member, adapter_dir, None if pretrain_texts else frozen_memo))
+        if members == 1:
+            return scorers[0]
+        return lambda texts: np.mean([score(texts) for score in scorers], axis=0)
+
+    return train_fold
+
+
+def _began_with(path: Path, config: TrainConfig, train_digest: str) -> bool:
+    """Whether the fold recorded in ``path`` began with this recipe and these training tweets. The recipe is
+    compared as a TrainConfig, so an option added since (absent from the file, at its default) still matches and
+    one removed since does not."""
+    try:
+        saved = json.loads(path.read_text())
+        return saved["train_sha256_16"] == train_digest and TrainConfig(**saved["recipe"]) == config
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+
+
 def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: TrainFn, *, folds: int = 5,
            seed: int = 0, lolo: list[str] = (), log: Callable[[str], None] = print,
-           train_at_most: int | None = None) -> dict:
+           train_at_most: int | None = None, members: int = 1) -> dict:
     """K-fold CV (``folds`` ≥ 2; 0 skips it) and one leave-one-language-out run per language in ``lolo``; writes
     ``out/cv.json`` and returns it. ``train_fold`` does the training (the CLI passes the real one). Folds already
     scored in ``out`` are kept; with ``train_at_most``, at most that many more are trained in this call (several
-    recipes can then advance fold by fold), and the report covers the folds scored so far."""
+    recipes can then advance fold by fold), and the report covers the folds scored so far. ``members``: how many
+    adapters ``train_fold`` trains per fold (an ensemble, ``fold_trainer``), recorded in the report."""
     out.mkdir(parents=True, exist_ok=True)
     plan: list[tuple[str, list[Example], list[Example]]] = []
     if folds:
@@ -150,7 +196,7 @@ def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: 
             continue
         trained += 1
         begun = {"recipe": asdict(config), "train_sha256_16": data_digest(train_set)}
-        resume = (directory / BEGUN).exists() and json.loads((directory / BEGUN).read_text()) == begun
+        resume = _began_with(directory / BEGUN, config, begun["train_sha256_16"])
         directory.mkdir(parents=True, exist_ok=True)
         (directory / BEGUN).write_text(json.dumps(begun, indent=1) + "\n")
         log(f"{name}: {'resuming' if resume else 'training'} on {len(train_set)} tweets, scoring {len(held_out)}")
@@ -166,7 +212,7 @@ def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: 
     fold_results = [r for name, r in results.items() if name.startswith("fold-")]
     report = {
         "folds": folds, "seed": seed, "examples": len(examples), "data_sha256_16": data_digest(examples),
-        "recipe": asdict(config),
+        "recipe": asdict(config), "members": members,
         "cv": summarise(fold_results) if fold_results else None,
         "per_fold": {name: {k: r[k] for k in HEADLINE} for name, r in results.items() if name.startswith("fold-")},
         "lolo": {name.removeprefix("lolo-"): {k: r[k] for k in (*HEADLINE, "n")} for name, r in results.items()

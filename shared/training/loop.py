@@ -119,7 +119,7 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         classifier.label_head = head
     classifier.text_normalization = LINKS_AND_MENTIONS if config.normalize_text else None
     trainable = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     average = WeightAverage(trainable, config.ema_decay) if config.ema_decay else None
     steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
     total_steps = max(1, math.ceil(steps_per_epoch * config.epochs))

@@ -100,6 +100,20 @@ def test_a_fold_stopped_part_way_resumes_only_under_the_recipe_and_tweets_it_beg
     cv(trains, replace(TrainConfig(), epochs=TrainConfig().epochs + 1), examples[:-1])  # other training tweets
     assert calls == [("fold-1", False), ("fold-2", False)]
 
+    # A fold begun before an option existed (absent from its record, at its default now) still continues; a record
+    # naming an option that no longer exists does not.
+    longer = replace(TrainConfig(), epochs=TrainConfig().epochs + 1)
+    begun = tmp_path / "cv" / "fold-1" / "fold.json"
+    for edit, resumed in ((lambda recipe: recipe.pop("weight_decay"), True),
+                          (lambda recipe: recipe.update(retired_option=1), False)):
+        record = json.loads(begun.read_text())
+        edit(record["recipe"])
+        begun.write_text(json.dumps(record))
+        (tmp_path / "cv" / "fold-1" / "scores.json").unlink()
+        calls.clear()
+        cv(trains, longer, examples[:-1])
+        assert calls == [("fold-1", resumed)]
+
 
 @pytest.mark.model
 def test_cv_cli_reports_folds_and_a_left_out_language_and_resumes_without_retraining(tmp_path, tiny_model_dir):
@@ -130,6 +144,40 @@ def test_cv_cli_reports_folds_and_a_left_out_language_and_resumes_without_retrai
 
     unknown = run_cli("cv", "--data", str(data), "--out", str(tmp_path / "cv2"), "--lolo", "xx", env=env)
     assert unknown.returncode == 2 and "no labeled tweets in that language" in unknown.stderr
+    no_layers = run_cli("cv", "--data", str(data), "--out", str(tmp_path / "cv3"), "--members", "3", env=env)
+    assert no_layers.returncode == 2 and "--train-layers" in no_layers.stderr
+
+
+@pytest.mark.model
+def test_an_ensemble_fold_trains_one_adapter_per_seed_scores_their_mean_and_reuses_finished_members(
+        tmp_path, tiny_settings):
+    from shared.classifier.model import StanceClassifier
+    from shared.training.config import TrainConfig
+    from shared.training.cv import fold_trainer
+
+    examples = read_labeled([write_labeled_csv(tmp_path / "d.csv", n_per_cell=4)])
+    config = TrainConfig(**TINY_RECIPE, train_layers=1)
+    memo: dict = {}
+    train_fold = fold_trainer(tiny_settings, config, sources=["d.csv"], frozen_memo=memo, members=2)
+    texts = [ex.text for ex in examples[:10]]
+    ensemble = train_fold(examples, tmp_path / "fold-1", False)(texts)
+
+    members = [tmp_path / "fold-1" / f"member-{k}" / "adapter" for k in (1, 2)]
+    seeds = [json.loads((m / "stancestream.json").read_text())["hyperparameters"]["seed"] for m in members]
+    assert seeds == [config.seed, config.seed + 1]
+    each = [StanceClassifier.load(tiny_settings, adapter=m).predict_proba(texts) for m in members]
+    assert not np.allclose(each[0], each[1], atol=1e-4)  # two seeds, two adapters
+    assert np.allclose(ensemble, (each[0] + each[1]) / 2, atol=1e-4)
+
+    # Resumed after a stop during member 2: member 1 is kept as it was, member 2 trains again.
+    (members[1] / "stancestream.json").unlink()
+    kept = (members[0] / "adapter_model.safetensors").stat().st_mtime_ns
+    train_fold(examples, tmp_path / "fold-1", True)
+    assert (members[0] / "adapter_model.safetensors").stat().st_mtime_ns == kept
+    assert (members[1] / "stancestream.json").exists()
+
+    with pytest.raises(ValueError, match="--train-layers"):
+        fold_trainer(tiny_settings, TrainConfig(**TINY_RECIPE), sources=[], frozen_memo=None, members=2)
 
 
 @pytest.mark.model
