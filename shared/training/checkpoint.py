@@ -1,5 +1,6 @@
 """What a training can resume from: the LoRA weights (and the label head), the optimizer, the schedule, the
-weight average and the loop's state, written beside the run (``OUT/checkpoint``) and swapped in atomically."""
+weight average, torch's random state (LoRA dropout draws from it) and the loop's state, written beside the run
+(``OUT/checkpoint``) and swapped in atomically."""
 
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def save_checkpoint(directory: Path, model, optimizer, scheduler, state: dict,
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     if average is not None:
         torch.save(average.shadow, tmp / "average.pt")
+    # Without it a resumed run draws other dropout masks than an uninterrupted one and ends elsewhere.
+    torch.save(torch.get_rng_state(), tmp / "rng.pt")
     (tmp / "state.json").write_text(json.dumps(state, default=str))
     if directory.exists():
         shutil.rmtree(directory)
@@ -76,4 +79,6 @@ def load_checkpoint(directory: Path, model, optimizer, scheduler, average: Weigh
     scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
     if average is not None:
         average.load(torch.load(directory / "average.pt", weights_only=True))
+    if (directory / "rng.pt").exists():  # checkpoints written before 2026-12-02 evening have none
+        torch.set_rng_state(torch.load(directory / "rng.pt", weights_only=True))
     return state

@@ -121,6 +121,27 @@ def test_weight_average_is_what_evaluation_sees_and_training_continues_from_the_
     assert torch.allclose(weight, torch.ones(3)) and torch.allclose(average.shadow[0], torch.full((3,), 0.5))
 
 
+def test_a_run_stopped_and_resumed_ends_where_an_uninterrupted_one_does(tmp_path, tiny_settings):
+    from safetensors.numpy import load_file
+
+    from shared.training.loop import TrainingCancelled
+
+    examples = read_labeled([_write_csv(tmp_path / "train.csv", n_per_cell=5)])
+    # A refit keeps its last weights (not the best dev step's, which may come before the stop); with dropout the
+    # random state matters.
+    config = TrainConfig(epochs=2, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.0,
+                         max_tokens=32, lora_dropout=0.3, ema_decay=0.9)
+    whole = train(tiny_settings, examples, tmp_path / "whole", config, progress=False)
+    polls = iter(range(100))
+    with pytest.raises(TrainingCancelled):  # stopped at step 7, after the checkpoint of step 6
+        train(tiny_settings, examples, tmp_path / "split", config, progress=False,
+              should_stop=lambda: next(polls) == 7)
+    split = train(tiny_settings, examples, tmp_path / "split", config, progress=False, resume=True)
+    assert split.steps == whole.steps
+    a, b = (load_file(str(r.adapter_dir / "adapter_model.safetensors")) for r in (whole, split))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
 def test_training_with_a_weight_average_keeps_it_across_a_resume(tmp_path, tiny_settings):
     data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
     config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2,
