@@ -3,6 +3,7 @@ layers run once per tweet for all of them (``train(..., frozen_memo=...)``).
 
     .venv/bin/python benchmarks/cv_screen.py --out runs/cv-screen [--folds 3] [--recipes baseline,consistency,balanced]
     .venv/bin/python benchmarks/cv_screen.py --setting full --out benchmarks/results/cv01-full --folds 5 --recipes baseline,balanced
+    (add --report-only to summarise what is scored so far without training)
 
 Screening cost setting (cheaper than the shipped recipe, so several recipes fit a session on 2 cores): LoRA on the
 top 2 decoder layers, 2 epochs, lr 3e-4, EMA 0.98, evaluation every 40 steps. Each recipe is the screening setting
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--recipes", default=",".join(RECIPES))
     parser.add_argument("--setting", choices=list(SETTINGS), default="screen")
+    parser.add_argument("--report-only", action="store_true",
+                        help="train nothing: summarise the folds already scored in OUT and apply the rule")
     parser.add_argument("--max-accuracy-drop", type=float, default=None,
                         help="the rule's limit on CV accuracy below the baseline's (cv03: 0.02; cv01: none)")
     args = parser.parse_args()
@@ -70,12 +73,14 @@ def main() -> None:
             members = MEMBERS.get(name, 1)
             train_fold = fold_trainer(settings, config, sources=[str(TRAIN)], frozen_memo=memo, members=members)
             reports[name] = run_cv(examples, args.out / name, config, train_fold, folds=args.folds, seed=0,
-                                   train_at_most=1, members=members,
+                                   train_at_most=0 if args.report_only else 1, members=members,
                                    log=lambda line, name=name: print(f"[{name}] {line}", file=sys.stderr, flush=True))
             minutes[name] += (time.perf_counter() - started) / 60
     screen: dict = {}
     for name, report in reports.items():
         (args.out / name / "cv.md").write_text(render(report))
+        if report["cv"] is None:
+            continue  # nothing scored yet
         screen[name] = {
             "minutes_this_run": round(minutes[name], 1),
             "macro_f1": report["cv"]["macro_f1"], "stance_macro_f1": report["cv"]["stance_macro_f1"],
