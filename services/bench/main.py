@@ -25,7 +25,7 @@ START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 BENCH_LIBRARIES = MODEL_LIBRARIES + ("faust-streaming", "aiokafka", "chdb", "clickhouse-connect", "llama_cpp_python")
 
 
-def read_tweets(path: Path, n: int) -> tuple[list[str], list[str]]:
+def read_tweets(path: Path, n: int | None) -> tuple[list[str], list[str]]:
     with open(path, encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))[:n]
     if not rows:
@@ -123,8 +123,9 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
     if skip_e2e:
         report["e2e"] = {}
     else:
+        every_tweet, _ = read_tweets(data, None)  # a copies burst of all-different tweets needs more than n
         e2e = asyncio.run(run_e2e(e2e_settings, texts, samples[0]["tweets_per_s"], log, window_s,
-                                  probe=served_sample))  # the same tweets
+                                  probe=served_sample, originals=every_tweet))  # the same tweets
         samples += e2e.pop("served_samples")
         report["e2e"] = e2e
         report["e2e_capacity_tweets_per_s"] = e2e["capacity_tweets_per_s"]

@@ -74,3 +74,10 @@ def test_the_bench_copies_are_copies_by_the_cache_s_rule():
     mixed = copies_of(texts, random.Random(1))
     assert len(mixed) == 6 and len(set(mixed)) == 6  # every copy differs from its original as text
     assert sorted(copy_key(t) for t in mixed) == sorted(copy_key(t) for t in texts * 2)
+
+
+def test_the_bench_all_different_burst_has_no_copies():
+    from services.bench.e2e import distinct
+
+    texts = ["Close the border", "RT @x: Close the border", "Refugees welcome", "Close  the border", "Open it"]
+    assert distinct(texts) == ["Close the border", "Refugees welcome", "Open it"]
