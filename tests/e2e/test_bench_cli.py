@@ -54,6 +54,11 @@ def test_bench_writes_every_required_number(tmp_path, tiny_model_dir):
     for latency in report["e2e_latency"].values():
         assert 0 < latency["p50_s"] <= latency["p95_s"] <= latency["p99_s"]
     assert report["cache"]["duplicate_share"] == 0.5 and report["cache"]["speedup"] > 0
+    # alternating rounds, the speedup taken between their medians
+    copies = e2e["cache"]
+    assert copies["rounds"] == len(copies["unique_rounds"]) == len(copies["copies_rounds"]) == 3
+    assert report["cache"]["speedup"] == pytest.approx(
+        statistics.median(copies["copies_rounds"]) / statistics.median(copies["unique_rounds"]), abs=2e-3)
     assert report["baseline"] == {"skipped": True}
     assert (out / "e2e.png").stat().st_size > 10_000
     # 1 and 2 worker processes, each worker holding partitions when the burst was measured

@@ -81,3 +81,16 @@ def test_the_bench_all_different_burst_has_no_copies():
 
     texts = ["Close the border", "RT @x: Close the border", "Refugees welcome", "Close  the border", "Open it"]
     assert distinct(texts) == ["Close the border", "Refugees welcome", "Open it"]
+
+
+def test_the_bench_copies_burst_is_half_copies_of_originals_from_across_the_all_different_one():
+    import random
+
+    from services.bench.e2e import copies_of
+
+    unique = [f"tweet number {i} https://t.co/abc{i}" if i % 3 else f"tweet number {i}" for i in range(40)]
+    burst = copies_of(unique[::2], random.Random(0))
+    keys = [copy_key(text) for text in burst]
+    assert len(burst) == 40 and sorted(set(keys)) == sorted(copy_key(t) for t in unique[::2])
+    assert all(keys.count(key) == 2 for key in keys)  # each original once, and one copy of it
+    assert sum(text in unique for text in burst) == 20  # the copies differ from their originals as text
