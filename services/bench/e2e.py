@@ -15,8 +15,9 @@ The rules, fixed before any run (docs/benchmarks.md):
 - **Capacity:** the highest sustained rate among r_k = r₀ × 0.95ᵏ (k = 0..19), tried from the top, where r₀ = the
   classifier-alone rate (the stack's own classifier timed just before the search) or 1.15 × the backlog
   throughput, whichever is lower; 0 if none is; if r₀ is sustained, r₀ / 0.95ᵏ upwards while sustained and not
-  above that classifier-alone rate. The capacity fraction divides it by the mean of the classifier-alone rates
-  timed just before and just after the search (since 2026-12-02: the host drifts by up to 30 % within a run). (Until 2026-12-01
+  above that classifier-alone rate; then, if the grid step above the capacity was tried and not sustained, the
+  rate halfway between them (× 0.95^-½) is tried and kept if sustained. The capacity fraction divides it by the
+  mean of the classifier-alone rates timed just before and just after the search (since 2026-12-02: the host drifts by up to 30 % within a run). (Until 2026-12-01
   the search started at the backlog throughput of one 200-tweet burst, which varies by ±10 % from burst to
   burst and so capped the result: 4.20 tweets/s in the run where the same burst later went at 5.22.)
 - **Latency:** p50/p95/p99 over every tweet of a ``window_s`` window of steady offer at 0.25, 0.5 and 0.75 of
@@ -39,6 +40,7 @@ import random
 import re
 import time
 import uuid
+from typing import Awaitable, Callable
 
 import numpy as np
 
@@ -165,6 +167,30 @@ def copies_of(texts: list[str], rng: random.Random) -> list[str]:
     return mixed
 
 
+async def search_capacity(sustained: Callable[[float], Awaitable[bool]], start: float, ceiling: float) -> float:
+    """The capacity rule (module docstring): down the 0.95 grid from ``start`` until a rate is sustained, or up
+    from it while each step is and stays ≤ ``ceiling``; then the midpoint to a failed step above, if sustained."""
+    capacity, rate, tried = 0.0, start, 0
+    for _ in range(TRIES):
+        tried += 1
+        if await sustained(rate):
+            capacity = rate
+            break
+        rate *= BACKOFF
+    climbing = capacity == start != 0
+    failed_above = capacity != start  # the grid step above the capacity was tried and not sustained
+    while climbing and capacity / BACKOFF <= ceiling and tried < TRIES:
+        tried += 1
+        if not await sustained(capacity / BACKOFF):
+            failed_above = True
+            break
+        capacity /= BACKOFF
+    between = capacity / BACKOFF ** 0.5
+    if capacity and failed_above and between <= ceiling and await sustained(between):
+        capacity = between
+    return capacity
+
+
 async def _copies_speedup(offer: "_Offer", unique: list[str], burst: int, cache_entries: int, rng: random.Random,
                           log, rounds: int = COPIES_ROUNDS) -> dict:
     """The copies rule (module docstring): ``rounds`` alternating pairs of bursts, each with a fresh cache — all
@@ -237,18 +263,8 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
             classifier_rate = served[-1]["tweets_per_s"]
         # Down from the start until a rate is sustained; if the start itself is (a slow burst set it low), up
         # while each step is, never past the classifier's own rate.
-        start = min(classifier_rate, HEADROOM * backlog["throughput"])
-        capacity, rate = 0.0, start
-        for _ in range(TRIES):
-            if await sustained(rate):
-                capacity = rate
-                break
-            rate *= BACKOFF
-        climbing = capacity == start != 0
-        while climbing and capacity / BACKOFF <= classifier_rate and len(report["windows"]) < TRIES:
-            if not await sustained(capacity / BACKOFF):
-                break
-            capacity /= BACKOFF
+        capacity = await search_capacity(sustained, min(classifier_rate, HEADROOM * backlog["throughput"]),
+                                         classifier_rate)
         report["capacity_tweets_per_s"] = round(capacity, 3)
         await timed_alone("after capacity")
 

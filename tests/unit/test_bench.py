@@ -31,3 +31,33 @@ def test_baseline_parses_the_category_number():
     assert _parse(" 2") == "anti-immigration"
     assert _parse("4.") == "unrelated"
     assert _parse(" none") is None
+
+
+class _Stack:
+    """A stack that sustains every rate up to ``limit``: the search's view of it, and the rates it was offered."""
+
+    def __init__(self, limit: float):
+        self.limit, self.offered = limit, []
+
+    async def sustained(self, rate: float) -> bool:
+        self.offered.append(rate)
+        return rate <= self.limit
+
+
+@pytest.mark.parametrize("limit, start, ceiling, expected", [
+    (9.8, 10.0, 12.0, 10.0 * 0.95 ** 0.5),  # down one step, then the midpoint to the failed step above
+    (8.7, 10.0, 12.0, 10.0 * 0.95 ** 3),  # down three steps (8.57); the midpoint (8.80) fails
+    (11.0, 10.0, 12.0, 10.0 / 0.95 ** 1.5),  # up one step; the next (11.08) fails, the midpoint (10.80) does not
+    (50.0, 10.0, 11.0, 10.0 / 0.95),  # up, stopped by the ceiling: nothing failed, no midpoint
+    (0.01, 10.0, 12.0, 0.0),  # nothing sustained
+])
+def test_capacity_search_refines_between_a_sustained_rate_and_the_failed_step_above(limit, start, ceiling, expected):
+    import asyncio
+
+    from services.bench.e2e import search_capacity
+
+    stack = _Stack(limit)
+    capacity = asyncio.run(search_capacity(stack.sustained, start, ceiling))
+    assert capacity == pytest.approx(expected, rel=1e-9)
+    assert capacity <= limit and capacity <= ceiling
+    assert all(rate <= ceiling for rate in stack.offered[1:])
