@@ -17,19 +17,20 @@ The rules, fixed before any run (docs/benchmarks.md):
   throughput, whichever is lower; 0 if none is; if r₀ is sustained, r₀ / 0.95ᵏ upwards while sustained and not
   above that classifier-alone rate; then, if the grid step above the capacity was tried and not sustained, the
   rate halfway between them (× 0.95^-½) is tried and kept if sustained. The capacity fraction divides it by the
-  mean of the classifier-alone rates timed just before and just after the search (since 2026-12-02: the host drifts by up to 30 % within a run). (Until 2026-12-01
-  the search started at the backlog throughput of one 200-tweet burst, which varies by ±10 % from burst to
-  burst and so capped the result: 4.20 tweets/s in the run where the same burst later went at 5.22.)
+  mean of the classifier-alone rates timed just before and just after the search (since 2026-12-02: the host
+  drifts by up to 30 % within a run). (Until 2026-12-01 the search started at the backlog throughput of one
+  200-tweet burst, which varies by ±10 % from burst to burst and so capped the result: 4.20 tweets/s in the run
+  where the same burst later went at 5.22.)
 - **Latency:** p50/p95/p99 over every tweet of a ``window_s`` window of steady offer at 0.25, 0.5 and 0.75 of
   capacity.
 - **Copies:** the backlog throughput of a burst whose tweets are all different (no two copies by the cache's rule,
   drawn from the whole data file, not the cycled bench tweets), and of one in which half are copies (a retweet
   prefix, another link) of every other tweet of the first (the same mix of lengths); three alternating pairs, each
   burst with a fresh cache; speedup = the median of the second / the median of the first. The cache is off
-  everywhere else, so that cycling the bench's tweets cannot flatter the other numbers. (Until 2026-12-03 the "all different"
-  burst cycled the bench's 200 tweets, so a burst above 200 — every machine doing more than 10 tweets/s — was
-  itself half copies and the speedup read 0.96×; until 2026-12-03 06:24 it was one pair, and the copies burst's
-  originals were the first half of the all-different burst, not a sample across it.)
+  everywhere else, so that cycling the bench's tweets cannot flatter the other numbers. (Until 2026-12-03 the
+  "all different" burst cycled the bench's 200 tweets, so a burst above 200 — every machine doing more than 10
+  tweets/s — was itself half copies and the speedup read 0.96×; until 2026-12-03 06:24 it was one pair, and the
+  copies burst's originals were the first half of the all-different burst, not a sample across it.)
 """
 
 from __future__ import annotations
@@ -191,14 +192,14 @@ async def search_capacity(sustained: Callable[[float], Awaitable[bool]], start: 
     return capacity
 
 
-async def _copies_speedup(offer: "_Offer", unique: list[str], burst: int, cache_entries: int, rng: random.Random,
-                          log, rounds: int = COPIES_ROUNDS) -> dict:
+async def _copies_speedup(offer: "_Offer", unique: list[str], burst: int, cache_entries: int, log,
+                          rounds: int = COPIES_ROUNDS) -> dict:
     """The copies rule (module docstring): ``rounds`` alternating pairs of bursts, each with a fresh cache — all
     different, then half copies of every other one of the same tweets (so both halves have the same mix of
     lengths) — and the speedup of the medians: one pair alone moved with the host by ±15 %."""
     if len(unique) < burst:
         log(f"  copies: only {len(unique)} different tweets for a burst of {burst}")
-    plain, copied = [], []
+    rng, plain, copied = random.Random(7), [], []
     for _ in range(rounds):
         offer.stack.processor.cache = ProbabilityCache(cache_entries)
         plain.append((await offer.run(unique, None, "unique"))["throughput"])
@@ -223,8 +224,6 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
     just before and just after the capacity search and after the last window; its samples come back as
     ``served_samples``, and the one before the search also bounds it."""
     from aiokafka import AIOKafkaProducer
-
-    rng = random.Random(7)
 
     def pool(n: int) -> list[str]:  # n tweets from the bench's texts, cycled
         return [texts[i % len(texts)] for i in range(n)]
@@ -261,8 +260,6 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
         await timed_alone("before capacity")
         if served:  # the classifier as fast as the host is now, not as it was minutes ago
             classifier_rate = served[-1]["tweets_per_s"]
-        # Down from the start until a rate is sustained; if the start itself is (a slow burst set it low), up
-        # while each step is, never past the classifier's own rate.
         capacity = await search_capacity(sustained, min(classifier_rate, HEADROOM * backlog["throughput"]),
                                          classifier_rate)
         report["capacity_tweets_per_s"] = round(capacity, 3)
@@ -278,7 +275,7 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
                 f"p99 {row['p99_s']:.2f} s")
 
         report["cache"] = await _copies_speedup(offer, distinct(originals or texts)[:burst], burst,
-                                                settings.cache_entries, rng, log)
+                                                settings.cache_entries, log)
         await timed_alone("after the last window")
         report["served_samples"] = served
     finally:
