@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from shared.classifier.scoring import PAPER_STYLE_PROMPT, PROMPT_PREFIX, PROMPT_SUFFIX, VERBALIZERS
+from shared.classifier.scoring import PAPER_STYLE_PROMPT, PROMPT_WORDINGS, VERBALIZERS
 
 SPECIAL = ["<pad>", "<eos>", "<bos>", "[UNK]"]  # ids 0..3
 
@@ -41,7 +41,7 @@ def _words(text: str) -> list[str]:
 def vocabulary(paper_prompt: bool = False) -> list[str]:
     """The tiny tokenizer's words; ``paper_prompt`` adds those of the paper-style prompt (and its numbers 1-4)
     at the end, for the ``prompt`` scoring mode. Without it the vocabulary is the one every other test uses."""
-    words = _words(PROMPT_PREFIX + PROMPT_SUFFIX)
+    words = [w for prefix, suffix in PROMPT_WORDINGS.values() for w in _words(prefix + suffix)]
     words += [w.strip().lower() for w in VERBALIZERS.values()]
     words += FIXTURE_WORDS + list(".,:;!?#@'\"-/()")
     if paper_prompt:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from shared.classifier.errors import ClassifierError
-from shared.classifier.scoring import LINKS_AND_MENTIONS
+from shared.classifier.scoring import LINKS_AND_MENTIONS, PROMPT_WORDINGS
 from shared.messages import CATEGORIES
 from shared.settings import Scoring
 
@@ -55,6 +55,10 @@ def check_adapter(adapter_dir: Path, model_id: str | None = None, scoring: Scori
     normalization = metadata.get("text_normalization")
     if normalization not in (None, LINKS_AND_MENTIONS):
         raise ClassifierError(f"adapter {adapter_dir} wants text normalization {normalization!r}, "
+                              f"which this version does not know")
+    wording = metadata.get("prompt_wording")
+    if wording not in (None, *PROMPT_WORDINGS):
+        raise ClassifierError(f"adapter {adapter_dir} wants the prompt wording {wording!r}, "
                               f"which this version does not know")
     trained_for = adapter_scoring(metadata)
     if trained_for not in {mode.value for mode in Scoring}:

@@ -14,7 +14,7 @@ from shared.classifier.adapters import check_adapter, load_label_head, read_adap
 from shared.classifier.errors import ClassifierError
 from shared.classifier.model import StanceClassifier
 from shared.classifier.attention import segments_of
-from shared.classifier.scoring import PackedPass, hidden_before_layer, label_logits_from_layer, unwrap
+from shared.classifier.scoring import DEFAULT_WORDING, PackedPass, hidden_before_layer, label_logits_from_layer, unwrap
 
 
 def top_layers(adapter_dir: Path) -> int | None:
@@ -35,9 +35,11 @@ class AdapterEnsemble:
         if len(layers) != 1 or None in layers:
             raise ClassifierError("ensemble members must all adapt the same top layers (train --train-layers N); "
                                   f"got {', '.join(str(top_layers(d)) for d in adapter_dirs)}")
-        normalizations = {read_adapter_metadata(d).get("text_normalization") for d in adapter_dirs}
-        if len(normalizations) != 1:
-            raise ClassifierError("ensemble members must read tweets alike (the same --normalize-text)")
+        readings = {(read_adapter_metadata(d).get("text_normalization"),
+                     read_adapter_metadata(d).get("prompt_wording") or DEFAULT_WORDING) for d in adapter_dirs}
+        if len(readings) != 1:
+            raise ClassifierError("ensemble members must read tweets alike (the same --normalize-text and "
+                                  "--prompt-wording)")
         self.classifier = classifier
         self.start = classifier.model.config.num_hidden_layers - layers.pop()
         self.versions = [check_adapter(d, classifier.model_id, classifier.scoring) for d in adapter_dirs]
@@ -48,7 +50,8 @@ class AdapterEnsemble:
         for name, directory in zip(self.names[1:], adapter_dirs[1:]):
             model.load_adapter(directory, adapter_name=name)
         classifier.model = model.eval()
-        classifier.text_normalization = normalizations.pop()
+        classifier.text_normalization, wording = readings.pop()
+        classifier.use_wording(wording)
         classifier.adapter_version = "+".join(self.versions)
         self.adapter_version = classifier.adapter_version
         self.model_id = classifier.model_id

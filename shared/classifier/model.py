@@ -18,7 +18,7 @@ from shared.classifier.errors import ClassifierError
 from shared.classifier.model_source import gguf_adds_bos, model_fingerprint, resolve_base_model
 from shared.classifier.runtime import Runtime, nf4_config
 from shared.classifier.scoring import (
-    LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_PREFIX, PROMPT_SUFFIX, PackedPass, answer_token_ids, label_logits,
+    DEFAULT_WORDING, LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_WORDINGS, PackedPass, answer_token_ids, label_logits,
     label_token_ids, normalize_tweet, packed_label_logits, packed_passes, unwrap,
 )
 from shared.messages import CATEGORIES
@@ -62,9 +62,8 @@ class StanceClassifier:
             # The category numbers as the model writes them after "Answer =", and what it writes before them.
             self.answer_lead_ids, self.label_token_ids = answer_token_ids(tokenizer)
         else:
-            self._prefix_ids = self._encode(PROMPT_PREFIX)
-            self._suffix_ids = self._encode(PROMPT_SUFFIX)
             self.label_token_ids = label_token_ids(tokenizer)
+        self.use_wording(DEFAULT_WORDING)
         self.label_head: "torch.nn.Linear | None" = None  # the adapter's own head, if it has one
         self.text_normalization: str | None = None  # as the adapter was trained
 
@@ -117,7 +116,9 @@ class StanceClassifier:
         if version == self.adapter_version:
             return version
         head = load_label_head(adapter_dir, unwrap(self.model)[0].config.hidden_size, self.runtime.device)
-        normalization = read_adapter_metadata(adapter_dir).get("text_normalization")  # known: check_adapter
+        metadata = read_adapter_metadata(adapter_dir)  # its normalization and wording are known: check_adapter
+        normalization = metadata.get("text_normalization")
+        wording = metadata.get("prompt_wording") or DEFAULT_WORDING
         previous, name = self.adapter_version, _peft_name(version)
         previous_name = _peft_name(previous)
         merged = self._unmerge()
@@ -141,6 +142,7 @@ class StanceClassifier:
         self.adapter_version = version
         self.label_head = head
         self.text_normalization = normalization
+        self.use_wording(wording)
         self._merge()
         log.info("adapter %s -> %s (%s)", previous, version, adapter_dir)
         return version
@@ -161,6 +163,17 @@ class StanceClassifier:
         return True
 
     # -- encoding ------------------------------------------------------------------------------------------
+    def use_wording(self, wording: str) -> None:
+        """Put tweets inside the prompt words named ``wording`` (``PROMPT_WORDINGS``), as the adapter was trained.
+        The ``prompt`` scoring mode has its own prompt and accepts only the default."""
+        if wording not in PROMPT_WORDINGS:
+            raise ClassifierError(f"unknown prompt wording {wording!r}: one of {', '.join(PROMPT_WORDINGS)}")
+        if self.scoring is Scoring.prompt and wording != DEFAULT_WORDING:
+            raise ClassifierError(f"the prompt scoring mode reads the paper-style prompt, not the {wording!r} wording")
+        prefix, suffix = PROMPT_WORDINGS[wording]
+        self.wording = wording
+        self._prefix_ids, self._suffix_ids = self._encode(prefix), self._encode(suffix)
+
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 

@@ -31,9 +31,15 @@ from shared.messages import Category
 if TYPE_CHECKING:
     import torch
 
-PROMPT_PREFIX = "Tweet: "
-# Short on purpose: every prompt token is paid on every tweet (the tweet itself averages ~58 tokens).
-PROMPT_SUFFIX = "\nImmigration stance (pro, anti, neutral or unrelated):"
+#: The words around each tweet, (before, after), by name; an adapter records the one it was trained with
+#: (``train --prompt-wording``) and is served with it. Every prompt token is paid on every tweet (the tweet itself
+#: averages ~58 Gemma tokens): "instruction" adds 17 with BOS, "short" 6 (≈ 15% fewer tokens per tweet).
+PROMPT_WORDINGS: dict[str, tuple[str, str]] = {
+    "instruction": ("Tweet: ", "\nImmigration stance (pro, anti, neutral or unrelated):"),
+    "short": ("", "\nImmigration stance:"),
+}
+#: Adapters that record no wording (every one before the option) were trained with this one.
+DEFAULT_WORDING = "instruction"
 VERBALIZERS: dict[Category, str] = {
     Category.pro: " pro",
     Category.anti: " anti",

@@ -239,12 +239,16 @@ def scored_folds(directory: Path) -> dict[str, dict]:
 
 
 def adoption_verdict(baseline: dict[str, dict], candidate: dict[str, dict], *, folds: int, margin: float = 0.02,
-                     max_macro_f1_drop: float = 0.01, max_accuracy_drop: float | None = None) -> dict:
+                     max_macro_f1_drop: float = 0.01, max_accuracy_drop: float | None = None,
+                     most_folds_better: bool = True) -> dict:
     """The adoption rule of docs/experiments.md (cv01, cv03) applied to two recipes' scored folds: on the folds
     both have, the candidate's mean small-language stance macro-F1 must be ≥ the baseline's + ``margin``, better
     in most folds (more than half), its mean macro-F1 not more than ``max_macro_f1_drop`` below the baseline's
     and, where the rule says so, its accuracy not more than ``max_accuracy_drop`` below. The rule is about all
-    ``folds``: with fewer paired, the verdict is "incomplete" whatever the numbers say so far."""
+    ``folds``: with fewer paired, the verdict is "incomplete" whatever the numbers say so far.
+
+    A recipe adopted for its cost rather than its quality (cv05's shorter prompt) is held to "no worse": a
+    negative ``margin`` and ``most_folds_better=False``."""
     paired = sorted(set(baseline) & set(candidate))
     if not paired:
         return {"verdict": "incomplete", "paired_folds": 0, "folds": folds}
@@ -264,8 +268,8 @@ def adoption_verdict(baseline: dict[str, dict], candidate: dict[str, dict], *, f
     }
     failed = []
     if result["small_language_stance_delta"] < margin:
-        failed.append(f"small-language stance {result['small_language_stance_delta']:+.3f} < +{margin}")
-    if result["folds_better"] * 2 <= len(paired):
+        failed.append(f"small-language stance {result['small_language_stance_delta']:+.3f} < {margin:+}")
+    if most_folds_better and result["folds_better"] * 2 <= len(paired):
         failed.append(f"better in {result['folds_better']} of {len(paired)} folds, not most")
     if result["macro_f1_delta"] < -max_macro_f1_drop:
         failed.append(f"macro-F1 {result['macro_f1_delta']:+.3f} below the allowed -{max_macro_f1_drop}")

@@ -249,3 +249,12 @@ def test_the_adoption_rule_needs_the_margin_most_folds_every_fold_and_no_large_m
     partial = adoption_verdict(base, {k: v for k, v in better.items() if k != "fold-5"} | {}, folds=5)
     assert partial["verdict"] == "incomplete" and partial["paired_folds"] == 4
     assert adoption_verdict(base, {}, folds=5)["verdict"] == "incomplete"
+    # "No worse" (a cheaper recipe): within the margin below, better in any number of folds.
+    slightly_worse = {k: _fold(0.295, macro_f1=0.495, accuracy=0.595) for k in base}
+    no_worse = dict(margin=-0.01, most_folds_better=False, max_accuracy_drop=0.01)
+    assert adoption_verdict(base, slightly_worse, folds=5)["verdict"] == "fails"
+    assert adoption_verdict(base, slightly_worse, folds=5, **no_worse)["verdict"] == "passes"
+    worse = {k: _fold(0.285) for k in base}
+    assert adoption_verdict(base, worse, folds=5, **no_worse)["failed"] == ["small-language stance -0.015 < -0.01"]
+    less_accurate = {k: _fold(0.30, accuracy=0.585) for k in base}
+    assert adoption_verdict(base, less_accurate, folds=5, **no_worse)["verdict"] == "fails"

@@ -292,6 +292,48 @@ def test_training_on_some_languages_keeps_every_language_in_dev(tmp_path, tiny_s
               progress=False)
 
 
+def test_an_adapter_trained_with_the_short_wording_is_served_in_it(tmp_path, tiny_settings, tiny_adapter):
+    from shared.classifier.adapters import check_adapter
+    from shared.classifier.errors import ClassifierError
+    from shared.classifier.scoring import PROMPT_WORDINGS
+    from shared.training.evaluation import evaluate
+
+    data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32,
+                         prompt_wording="short")
+    result = train(tiny_settings, read_labeled([data]), tmp_path / "run", config, progress=False)
+    assert json.loads((result.adapter_dir / "stancestream.json").read_text())["prompt_wording"] == "short"
+    served = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
+    tok = served.tokenizer
+
+    def wrapped(wording: str, text: str) -> list[int]:
+        prefix, suffix = PROMPT_WORDINGS[wording]
+        return tok(prefix + text + suffix, add_special_tokens=False)["input_ids"]
+
+    (short,) = served.encode(["refugees welcome"])
+    assert short == [tok.bos_token_id] + wrapped("short", "refugees welcome")
+    # Training scored its dev split in the same wording as the served adapter scores it now.
+    _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.dev_seed)
+    assert evaluate(served, dev)[0]["macro_f1"] == pytest.approx(result.dev_metrics["macro_f1"])
+
+    served.switch_adapter(tiny_adapter)  # recorded no wording: trained, and served, with the instruction one
+    (longer,) = served.encode(["refugees welcome"])
+    assert longer == [tok.bos_token_id] + wrapped("instruction", "refugees welcome") and len(longer) > len(short)
+
+    import shutil
+
+    future = tmp_path / "future"
+    shutil.copytree(result.adapter_dir, future)
+    meta = json.loads((future / "stancestream.json").read_text()) | {"version": "future", "prompt_wording": "haiku"}
+    (future / "stancestream.json").write_text(json.dumps(meta))
+    for attempt in (lambda: check_adapter(future), lambda: served.switch_adapter(future)):
+        with pytest.raises(ClassifierError, match="prompt wording 'haiku'"):
+            attempt()
+    assert served.encode(["refugees welcome"]) == [longer]  # the adapter that served still does
+    with pytest.raises(ValueError, match="--prompt-wording must be one of instruction, short"):
+        TrainConfig(prompt_wording="haiku")
+
+
 def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp_path, tiny_settings, tiny_adapter):
     from shared.classifier.scoring import normalize_tweet
     from shared.training.evaluation import evaluate
