@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from shared.classifier.errors import ClassifierError
-from shared.classifier.scoring import LINKS_AND_MENTIONS, PROMPT_WORDINGS
+from shared.classifier.scoring import DEFAULT_WORDING, LINKS_AND_MENTIONS, PROMPT_WORDINGS
 from shared.messages import CATEGORIES
 from shared.settings import Scoring
 
@@ -25,6 +25,11 @@ def adapter_scoring(metadata: dict) -> str:
     """The scoring mode an adapter was trained in; adapters from before the ``prompt`` mode say nothing and were all
     trained on the label words."""
     return metadata.get("scoring") or Scoring.label_words.value
+
+
+def adapter_wording(metadata: dict) -> str:
+    """The prompt wording an adapter was trained with; adapters from before ``--prompt-wording`` say nothing."""
+    return metadata.get("prompt_wording") or DEFAULT_WORDING
 
 
 def check_adapter(adapter_dir: Path, model_id: str | None = None, scoring: Scoring | None = None) -> str:

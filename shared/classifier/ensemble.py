@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.classifier.adapters import check_adapter, load_label_head, read_adapter_metadata
+from shared.classifier.adapters import adapter_wording, check_adapter, load_label_head, read_adapter_metadata
 from shared.classifier.errors import ClassifierError
 from shared.classifier.model import StanceClassifier
 from shared.classifier.attention import segments_of
-from shared.classifier.scoring import DEFAULT_WORDING, PackedPass, hidden_before_layer, label_logits_from_layer, unwrap
+from shared.classifier.scoring import PackedPass, hidden_before_layer, label_logits_from_layer, unwrap
 
 
 def top_layers(adapter_dir: Path) -> int | None:
@@ -35,8 +35,8 @@ class AdapterEnsemble:
         if len(layers) != 1 or None in layers:
             raise ClassifierError("ensemble members must all adapt the same top layers (train --train-layers N); "
                                   f"got {', '.join(str(top_layers(d)) for d in adapter_dirs)}")
-        readings = {(read_adapter_metadata(d).get("text_normalization"),
-                     read_adapter_metadata(d).get("prompt_wording") or DEFAULT_WORDING) for d in adapter_dirs}
+        metadata = [read_adapter_metadata(d) for d in adapter_dirs]
+        readings = {(m.get("text_normalization"), adapter_wording(m)) for m in metadata}
         if len(readings) != 1:
             raise ClassifierError("ensemble members must read tweets alike (the same --normalize-text and "
                                   "--prompt-wording)")

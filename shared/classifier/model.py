@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from shared.classifier.adapters import BASE_VERSION, check_adapter, load_label_head, read_adapter_metadata
+from shared.classifier.adapters import (
+    BASE_VERSION, adapter_wording, check_adapter, load_label_head, read_adapter_metadata,
+)
 from shared.classifier.attention import use_segment_attention
 from shared.classifier.errors import ClassifierError
 from shared.classifier.model_source import gguf_adds_bos, model_fingerprint, resolve_base_model
 from shared.classifier.runtime import Runtime, nf4_config
 from shared.classifier.scoring import (
-    DEFAULT_WORDING, LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_WORDINGS, PackedPass, answer_token_ids, label_logits,
-    label_token_ids, normalize_tweet, packed_label_logits, packed_passes, unwrap,
+    DEFAULT_WORDING, LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_WORDINGS, PackedPass, answer_token_ids,
+    label_logits, label_token_ids, normalize_tweet, packed_label_logits, packed_passes, unwrap,
 )
 from shared.messages import CATEGORIES
 from shared.settings import Quantization, Scoring, Settings
@@ -118,7 +120,7 @@ class StanceClassifier:
         head = load_label_head(adapter_dir, unwrap(self.model)[0].config.hidden_size, self.runtime.device)
         metadata = read_adapter_metadata(adapter_dir)  # its normalization and wording are known: check_adapter
         normalization = metadata.get("text_normalization")
-        wording = metadata.get("prompt_wording") or DEFAULT_WORDING
+        wording = adapter_wording(metadata)
         previous, name = self.adapter_version, _peft_name(version)
         previous_name = _peft_name(previous)
         merged = self._unmerge()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.classifier.scoring import PROMPT_WORDINGS
+from shared.classifier.scoring import DEFAULT_WORDING, PROMPT_WORDINGS
 
 
 def _option(default, help: str):
@@ -43,7 +43,7 @@ class TrainConfig:
                                    "(default: all)")
     normalize_text: bool = _option(False, "replace links with 'http' and @mentions with '@user' (TweetEval's "
                                    "preprocessing); recorded in the adapter, so serving does the same")
-    prompt_wording: str = _option("instruction", "the words around each tweet (shared/classifier/scoring.py, "
+    prompt_wording: str = _option(DEFAULT_WORDING, "the words around each tweet (shared/classifier/scoring.py, "
                                   "PROMPT_WORDINGS): instruction, or short (≈ 15%% fewer tokens per tweet, so "
                                   "faster to serve); recorded in the adapter, so serving does the same")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
