@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,14 @@ from shared.training.data import read_labeled, stratified_split
 from shared.training.loop import train
 
 pytestmark = pytest.mark.model
+
+
+def _variant(adapter_dir, dest, **metadata):
+    """A copy of an adapter whose stancestream.json says something else (a version, a future field)."""
+    shutil.copytree(adapter_dir, dest)
+    meta = json.loads((dest / "stancestream.json").read_text()) | metadata
+    (dest / "stancestream.json").write_text(json.dumps(meta))
+    return dest
 
 
 def test_read_labeled_normalises_languages_and_rejects_bad_rows(tmp_path):
@@ -219,7 +228,6 @@ def test_a_label_head_started_from_the_label_words_scores_exactly_as_they_do(tin
 
 @pytest.mark.parametrize("head", ["trained", "fresh"])
 def test_a_trained_label_head_is_saved_served_and_swapped_out(tmp_path, tiny_settings, tiny_adapter, head):
-    import shutil
 
     import torch
     from safetensors.torch import load_file, save_file
@@ -252,10 +260,7 @@ def test_a_trained_label_head_is_saved_served_and_swapped_out(tmp_path, tiny_set
                                atol=1e-6)
 
     # A head that does not fit the model is refused before anything switches.
-    broken = tmp_path / "broken"
-    shutil.copytree(result.adapter_dir, broken)
-    meta = json.loads((broken / "stancestream.json").read_text()) | {"version": "broken"}
-    (broken / "stancestream.json").write_text(json.dumps(meta))
+    broken = _variant(result.adapter_dir, tmp_path / "broken", version="broken")
     save_file({"weight": torch.zeros(4, 3), "bias": torch.zeros(4)}, broken / LABEL_HEAD_FILE)
     served.switch_adapter(result.adapter_dir)
     with pytest.raises(ClassifierError, match="label head"):
@@ -320,12 +325,8 @@ def test_an_adapter_trained_with_the_short_wording_is_served_in_it(tmp_path, tin
     (longer,) = served.encode(["refugees welcome"])
     assert longer == [tok.bos_token_id] + wrapped("instruction", "refugees welcome") and len(longer) > len(short)
 
-    import shutil
 
-    future = tmp_path / "future"
-    shutil.copytree(result.adapter_dir, future)
-    meta = json.loads((future / "stancestream.json").read_text()) | {"version": "future", "prompt_wording": "haiku"}
-    (future / "stancestream.json").write_text(json.dumps(meta))
+    future = _variant(result.adapter_dir, tmp_path / "future", version="future", prompt_wording="haiku")
     for attempt in (lambda: check_adapter(future), lambda: served.switch_adapter(future)):
         with pytest.raises(ClassifierError, match="prompt wording 'haiku'"):
             attempt()
@@ -354,15 +355,11 @@ def test_an_adapter_trained_on_normalized_tweets_is_served_normalized_tweets(tmp
     assert served.encode([tweet]) != served.encode([normalize_tweet(tweet)])
 
     # A normalization this version does not know is refused by the registry's check and by the swap alike.
-    import shutil
 
     from shared.classifier.adapters import check_adapter
     from shared.classifier.errors import ClassifierError
 
-    future = tmp_path / "future"
-    shutil.copytree(result.adapter_dir, future)
-    meta = json.loads((future / "stancestream.json").read_text()) | {"version": "future", "text_normalization": "emoji"}
-    (future / "stancestream.json").write_text(json.dumps(meta))
+    future = _variant(result.adapter_dir, tmp_path / "future", version="future", text_normalization="emoji")
     for attempt in (lambda: check_adapter(future), lambda: served.switch_adapter(future)):
         with pytest.raises(ClassifierError, match="text normalization 'emoji'"):
             attempt()
