@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from shared.classifier.errors import ClassifierError
-from shared.classifier.scoring import DEFAULT_WORDING, LINKS_AND_MENTIONS, PROMPT_WORDINGS
+from shared.classifier.scoring import LINKS_AND_MENTIONS, PROMPT_WORDINGS, UNRECORDED_WORDING
 from shared.messages import CATEGORIES
 from shared.settings import Scoring
 
@@ -29,7 +29,7 @@ def adapter_scoring(metadata: dict) -> str:
 
 def adapter_wording(metadata: dict) -> str:
     """The prompt wording an adapter was trained with; adapters from before ``--prompt-wording`` say nothing."""
-    return metadata.get("prompt_wording") or DEFAULT_WORDING
+    return metadata.get("prompt_wording") or UNRECORDED_WORDING
 
 
 def check_adapter(adapter_dir: Path, model_id: str | None = None, scoring: Scoring | None = None) -> str:

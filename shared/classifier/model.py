@@ -20,7 +20,7 @@ from shared.classifier.errors import ClassifierError
 from shared.classifier.model_source import gguf_adds_bos, model_fingerprint, resolve_base_model
 from shared.classifier.runtime import Runtime, nf4_config
 from shared.classifier.scoring import (
-    DEFAULT_WORDING, LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_WORDINGS, PackedPass, answer_token_ids,
+    LINKS_AND_MENTIONS, PAPER_STYLE_PROMPT, PROMPT_WORDINGS, UNRECORDED_WORDING, PackedPass, answer_token_ids,
     label_logits, label_token_ids, normalize_tweet, packed_label_logits, packed_passes, unwrap,
 )
 from shared.messages import CATEGORIES
@@ -65,7 +65,7 @@ class StanceClassifier:
             self.answer_lead_ids, self.label_token_ids = answer_token_ids(tokenizer)
         else:
             self.label_token_ids = label_token_ids(tokenizer)
-        self.use_wording(DEFAULT_WORDING)
+        self.use_wording(UNRECORDED_WORDING)
         self.label_head: "torch.nn.Linear | None" = None  # the adapter's own head, if it has one
         self.text_normalization: str | None = None  # as the adapter was trained
 
@@ -170,7 +170,7 @@ class StanceClassifier:
         The ``prompt`` scoring mode has its own prompt and accepts only the default."""
         if wording not in PROMPT_WORDINGS:
             raise ClassifierError(f"unknown prompt wording {wording!r}: one of {', '.join(PROMPT_WORDINGS)}")
-        if self.scoring is Scoring.prompt and wording != DEFAULT_WORDING:
+        if self.scoring is Scoring.prompt and wording != UNRECORDED_WORDING:
             raise ClassifierError(f"the prompt scoring mode reads the paper-style prompt, not the {wording!r} wording")
         prefix, suffix = PROMPT_WORDINGS[wording]
         self.wording = wording

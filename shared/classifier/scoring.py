@@ -38,8 +38,11 @@ PROMPT_WORDINGS: dict[str, tuple[str, str]] = {
     "instruction": ("Tweet: ", "\nImmigration stance (pro, anti, neutral or unrelated):"),
     "short": ("", "\nImmigration stance:"),
 }
-#: Adapters that record no wording (every one before the option) were trained with this one.
-DEFAULT_WORDING = "instruction"
+#: The bare base model, and adapters that record no wording (every one before the option), use this one.
+UNRECORDED_WORDING = "instruction"
+#: What ``train`` uses unless told otherwise: no worse in five-fold cross-validation and ≈ 1.2× faster to serve
+#: (docs/experiments.md, cv05).
+TRAIN_WORDING = "short"
 VERBALIZERS: dict[Category, str] = {
     Category.pro: " pro",
     Category.anti: " anti",

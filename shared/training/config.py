@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.classifier.scoring import DEFAULT_WORDING, PROMPT_WORDINGS
+from shared.classifier.scoring import PROMPT_WORDINGS, TRAIN_WORDING
 
 
 def _option(default, help: str):
@@ -43,9 +43,11 @@ class TrainConfig:
                                    "(default: all)")
     normalize_text: bool = _option(False, "replace links with 'http' and @mentions with '@user' (TweetEval's "
                                    "preprocessing); recorded in the adapter, so serving does the same")
-    prompt_wording: str = _option(DEFAULT_WORDING, "the words around each tweet (shared/classifier/scoring.py, "
-                                  "PROMPT_WORDINGS): instruction, or short (≈ 15%% fewer tokens per tweet, so "
-                                  "faster to serve); recorded in the adapter, so serving does the same")
+    prompt_wording: str = _option(TRAIN_WORDING, "the words around each tweet (shared/classifier/scoring.py, "
+                                  "PROMPT_WORDINGS): short (≈ 15%% fewer tokens per tweet, so faster to serve, and "
+                                  "as good in cross-validation: cv05) or instruction (v1's and every earlier "
+                                  "adapter's); recorded in the adapter, so serving does the same (label-word scoring only: the prompt "
+                                  "mode has its own prompt)")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
     consistency: float = _option(0.0, "weight of a cross-lingual consistency term: the symmetric KL divergence "
                                       "between the predictions on a non-English tweet and on its English "

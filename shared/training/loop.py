@@ -118,7 +118,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         head = new_label_head(model, classifier.label_token_ids, from_label_words=config.head == "trained")
         classifier.label_head = head
     classifier.text_normalization = LINKS_AND_MENTIONS if config.normalize_text else None
-    classifier.use_wording(config.prompt_wording)
+    if classifier.scoring is Scoring.label_words:  # the prompt mode reads its own prompt (PAPER_STYLE_PROMPT)
+        classifier.use_wording(config.prompt_wording)
     trainable = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     average = WeightAverage(trainable, config.ema_decay) if config.ema_decay else None

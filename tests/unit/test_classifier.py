@@ -11,9 +11,9 @@ import torch
 
 from shared.classifier.errors import ClassifierError
 from shared.classifier.model import StanceClassifier
-from shared.classifier.scoring import DEFAULT_WORDING, PROMPT_WORDINGS, label_token_ids
+from shared.classifier.scoring import PROMPT_WORDINGS, UNRECORDED_WORDING, label_token_ids
 
-PROMPT_PREFIX, PROMPT_SUFFIX = PROMPT_WORDINGS[DEFAULT_WORDING]
+PROMPT_PREFIX, PROMPT_SUFFIX = PROMPT_WORDINGS[UNRECORDED_WORDING]
 from shared.messages import CATEGORIES
 from shared.streaming.processing import InboundMessage, TweetBatchProcessor
 from shared.classifier.model_source import ModelSourceError, resolve_base_model

@@ -18,9 +18,11 @@ pytestmark = pytest.mark.model
 
 
 def _variant(adapter_dir, dest, **metadata):
-    """A copy of an adapter whose stancestream.json says something else (a version, a future field)."""
+    """A copy of an adapter whose stancestream.json says something else (a version, a future field); a field
+    given as None is left out, as adapters from before it leave it out."""
     shutil.copytree(adapter_dir, dest)
     meta = json.loads((dest / "stancestream.json").read_text()) | metadata
+    meta = {key: value for key, value in meta.items() if value is not None}
     (dest / "stancestream.json").write_text(json.dumps(meta))
     return dest
 
@@ -297,15 +299,14 @@ def test_training_on_some_languages_keeps_every_language_in_dev(tmp_path, tiny_s
               progress=False)
 
 
-def test_an_adapter_trained_with_the_short_wording_is_served_in_it(tmp_path, tiny_settings, tiny_adapter):
+def test_adapters_are_trained_in_the_short_wording_by_default_and_served_in_it(tmp_path, tiny_settings):
     from shared.classifier.adapters import check_adapter
     from shared.classifier.errors import ClassifierError
     from shared.classifier.scoring import PROMPT_WORDINGS
     from shared.training.evaluation import evaluate
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
-    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32,
-                         prompt_wording="short")
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32)
     result = train(tiny_settings, read_labeled([data]), tmp_path / "run", config, progress=False)
     assert json.loads((result.adapter_dir / "stancestream.json").read_text())["prompt_wording"] == "short"
     served = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
@@ -321,7 +322,8 @@ def test_an_adapter_trained_with_the_short_wording_is_served_in_it(tmp_path, tin
     _, dev = stratified_split(read_labeled([data]), config.dev_fraction, config.dev_seed)
     assert evaluate(served, dev)[0]["macro_f1"] == pytest.approx(result.dev_metrics["macro_f1"])
 
-    served.switch_adapter(tiny_adapter)  # recorded no wording: trained, and served, with the instruction one
+    # An adapter from before the option records no wording: it was trained, and is served, with the instruction one.
+    served.switch_adapter(_variant(result.adapter_dir, tmp_path / "v1-like", version="v1-like", prompt_wording=None))
     (longer,) = served.encode(["refugees welcome"])
     assert longer == [tok.bos_token_id] + wrapped("instruction", "refugees welcome") and len(longer) > len(short)
 
