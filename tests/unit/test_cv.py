@@ -189,7 +189,8 @@ def test_folds_share_the_frozen_layers_output_without_changing_what_is_trained(t
     from shared.training.loop import train
 
     examples = read_labeled([write_labeled_csv(tmp_path / "d.csv", n_per_cell=5)])
-    config = TrainConfig(**TINY_RECIPE, train_layers=1)
+    # Trained in the wording the reference encoder below reads tweets in.
+    config = TrainConfig(**TINY_RECIPE, train_layers=1, prompt_wording=tiny_classifier.wording)
     plain = train(tiny_settings, examples[:40], tmp_path / "plain", config, progress=False)
     memo: dict = {}
     first = train(tiny_settings, examples[:40], tmp_path / "first", config, progress=False, frozen_memo=memo)

@@ -45,6 +45,7 @@ def test_pretrain_stage_lowers_the_lm_loss_and_the_served_adapter_is_both_stages
     plain = StanceClassifier.load(tiny_settings, adapter=None)
     assert not np.allclose(combined, plain.predict_proba(probe), atol=1e-4)
     reference = StanceClassifier.load(tiny_settings, adapter=None)
+    reference.use_wording(config.prompt_wording)  # as the adapter was trained (its metadata tells the served one)
     reference.model = PeftModel.from_pretrained(reference.model, tmp_path / "run" / PRETRAIN_DIR).merge_and_unload()
     reference.model = PeftModel.from_pretrained(reference.model, tmp_path / "run" / "best").eval()
     assert np.allclose(combined, reference.predict_proba(probe), atol=1e-5)
