@@ -167,7 +167,7 @@ class StanceClassifier:
     # -- encoding ------------------------------------------------------------------------------------------
     def use_wording(self, wording: str) -> None:
         """Put tweets inside the prompt words named ``wording`` (``PROMPT_WORDINGS``), as the adapter was trained.
-        The ``prompt`` scoring mode has its own prompt and accepts only the default."""
+        The ``prompt`` scoring mode has its own prompt and accepts only ``UNRECORDED_WORDING``."""
         if wording not in PROMPT_WORDINGS:
             raise ClassifierError(f"unknown prompt wording {wording!r}: one of {', '.join(PROMPT_WORDINGS)}")
         if self.scoring is Scoring.prompt and wording != UNRECORDED_WORDING:
