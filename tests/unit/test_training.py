@@ -299,14 +299,15 @@ def test_training_on_some_languages_keeps_every_language_in_dev(tmp_path, tiny_s
               progress=False)
 
 
-def test_adapters_are_trained_in_the_short_wording_by_default_and_served_in_it(tmp_path, tiny_settings):
+def test_an_adapter_records_the_wording_it_was_trained_in_and_is_served_in_it(tmp_path, tiny_settings):
     from shared.classifier.adapters import check_adapter
     from shared.classifier.errors import ClassifierError
     from shared.classifier.scoring import PROMPT_WORDINGS
     from shared.training.evaluation import evaluate
 
     data = _write_csv(tmp_path / "train.csv", n_per_cell=5)
-    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32)
+    config = TrainConfig(epochs=1, batch_size=8, eval_every=3, learning_rate=5e-3, dev_fraction=0.2, max_tokens=32,
+                         prompt_wording="short")
     result = train(tiny_settings, read_labeled([data]), tmp_path / "run", config, progress=False)
     assert json.loads((result.adapter_dir / "stancestream.json").read_text())["prompt_wording"] == "short"
     served = StanceClassifier.load(tiny_settings, adapter=result.adapter_dir)
