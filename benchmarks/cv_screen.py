@@ -31,8 +31,8 @@ from shared.training.cv import adoption_verdict, fold_trainer, render, run_cv, s
 from shared.training.data import read_labeled
 
 TRAIN = Path("../shared/datasets/immigration-tweets/train.csv")
-# In the instruction wording, as every screen up to cv05 ran (train's default became the short one after it): a
-# resumed run trains its remaining folds in the wording of its scored ones.
+# Pinned to the instruction wording every screen so far ran in, whatever train's default: a resumed run trains its
+# remaining folds in the wording of its scored ones.
 SETTINGS = {
     "screen": TrainConfig(epochs=2, train_layers=2, learning_rate=3e-4, ema_decay=0.98, eval_every=40,
                           prompt_wording="instruction"),

@@ -41,7 +41,7 @@ PROMPT_WORDINGS: dict[str, tuple[str, str]] = {
 #: The bare base model, and adapters that record no wording (every one before the option), use this one.
 UNRECORDED_WORDING = "instruction"
 #: What ``train`` uses unless told otherwise. "short" is ≈ 1.2× faster to serve and passed five-fold CV (cv05), but
-#: its refit of the shipped recipe lost 0.034 dev macro-F1, so it is opt-in (docs/experiments.md, cv05).
+#: its refit of the shipped recipe lost 0.034 dev macro-F1, so it is opt-in (docs/experiments.md, cv05 and exp16).
 TRAIN_WORDING = "instruction"
 VERBALIZERS: dict[Category, str] = {
     Category.pro: " pro",

@@ -44,10 +44,10 @@ class TrainConfig:
     normalize_text: bool = _option(False, "replace links with 'http' and @mentions with '@user' (TweetEval's "
                                    "preprocessing); recorded in the adapter, so serving does the same")
     prompt_wording: str = _option(TRAIN_WORDING, "the words around each tweet (shared/classifier/scoring.py, "
-                                  "PROMPT_WORDINGS): short (≈ 15%% fewer tokens per tweet, so faster to serve, and "
-                                  "as good in cross-validation: cv05) or instruction (v1's and every earlier "
-                                  "adapter's); recorded in the adapter, so serving does the same (label-word scoring only: the prompt "
-                                  "mode has its own prompt)")
+                                  "PROMPT_WORDINGS): instruction (v1's), or short (≈ 15%% fewer tokens per tweet, "
+                                  "so ≈ 1.2× faster to serve; its refit of v1's recipe lost 0.034 dev macro-F1: "
+                                  "docs/experiments.md, exp16); recorded in the adapter, so serving does the same "
+                                  "(label-word scoring only: the prompt mode has its own prompt)")
     translate_train: bool = _option(False, "add the English translations (translation_en) as extra examples")
     consistency: float = _option(0.0, "weight of a cross-lingual consistency term: the symmetric KL divergence "
                                       "between the predictions on a non-English tweet and on its English "
