@@ -325,6 +325,7 @@ def test_an_adapter_records_the_wording_it_was_trained_in_and_is_served_in_it(tm
 
     # An adapter from before the option records no wording: it was trained, and is served, with the instruction one.
     served.switch_adapter(_variant(result.adapter_dir, tmp_path / "v1-like", version="v1-like", prompt_wording=None))
+    assert TrainConfig().prompt_wording == "instruction"  # the README's `train` default, v1's wording
     (longer,) = served.encode(["refugees welcome"])
     assert longer == [tok.bos_token_id] + wrapped("instruction", "refugees welcome") and len(longer) > len(short)
 
