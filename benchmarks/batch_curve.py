@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
-from ab import served_classifier_and_tweets
+from ab import alternate, served_classifier_and_tweets
 
 
 def main() -> None:
@@ -26,20 +25,17 @@ def main() -> None:
     sizes = [int(p) for p in args.pass_tokens.split(",")]
     classifier, texts = served_classifier_and_tweets(args.n)
     classifier.predict_proba(texts[:64])  # warm-up
-    rates: dict[tuple[int, int], list[float]] = {}
-    for round_no in range(args.rounds):
-        for size in sizes if round_no % 2 == 0 else sizes[::-1]:
+
+    def passes_of(size: int):
+        def switch() -> None:
             classifier.pass_tokens = size
-            for m in micro:
-                started = time.perf_counter()
-                for at in range(0, len(texts), m):
-                    classifier.predict_proba(texts[at: at + m])
-                rates.setdefault((size, m), []).append(len(texts) / (time.perf_counter() - started))
-        print(f"round {round_no + 1} done", flush=True)
+        return switch
+
+    rates, _ = alternate(classifier, texts, {str(size): passes_of(size) for size in sizes}, micro, args.rounds)
     print("| pass tokens | " + " | ".join(f"{m} at a time" for m in micro) + " |")
     print("|---|" + "---|" * len(micro))
     for size in sizes:
-        print(f"| {size} | " + " | ".join(f"{statistics.median(rates[(size, m)]):.1f}" for m in micro) + " |")
+        print(f"| {size} | " + " | ".join(f"{statistics.median(rates[(m, str(size))]):.1f}" for m in micro) + " |")
 
 
 if __name__ == "__main__":
