@@ -34,7 +34,8 @@ def run_baseline(texts: list[str], threads: int, log) -> dict:
     try:
         from llama_cpp import Llama
     except ImportError as exc:
-        if getattr(exc, "name", None) == "llama_cpp":
+        # Only a missing llama_cpp itself is "not installed"; a missing name in it or in a dependency is breakage.
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "llama_cpp":
             raise BaselineUnavailable("llama-cpp-python is not installed (pip install -e .[baseline]; see "
                                       "docs/benchmarks.md for the build flags)") from exc
         # Installed but broken, e.g. built with --no-deps and missing one of its own dependencies.
