@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     batch_target_s: float = Field(
         3.0, gt=0, description="seconds of model time a merged batch may take at the model's measured rate: near "
                                "capacity, results flow steadily instead of in bursts of large batches")
+    batch_fill_size: int = Field(
+        64, ge=1, description="near capacity, tweets a model call waits for (up to `batch_fill_s`): small calls cost "
+                              "more per tweet")
+    batch_fill_s: float = Field(
+        0.5, ge=0, description="near capacity (tweets arriving at ≥ 0.6 of the model's rate), longest a model call "
+                               "waits for `batch_fill_size` tweets to queue; under lighter load it never waits (0: off)")
     in_flight_batches: int = Field(
         2, ge=1, description="classified batches that may wait for their ClickHouse write while the model goes on")
     fetch_max_wait_ms: int = Field(

@@ -7,7 +7,8 @@ Delivery is at-least-once and an offset is committed only after its batch is dur
    even when the loop body raised, so a failed insert would still be committed by Faust's commit timer).
 2. Takes queue up while the model is busy and are merged into one batch of up to what the model classifies in
    ``batch_target_s`` at its measured rate (``BatchLimit``, at most ``max_batch_size``): a backlog makes batches
-   large enough to pack well, a light load small and prompt ones, and no batch holds its tweets for long.
+   large enough to pack well, a light load small and prompt ones, and no batch holds its tweets for long. Near
+   capacity a call waits (``batch_fill_s`` at most) for ``batch_fill_size`` tweets: small calls cost more per tweet.
 3. A batch is classified in the model thread while the batches before it (at most ``in_flight_batches``) are
    written to ClickHouse (retried with backoff) and their results and dead letters produced and delivered.
 4. Batches are written strictly in order, and a batch's events are acked only after its own write and
@@ -104,27 +105,54 @@ def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
 
 
 class BatchLimit:
-    """The most tweets to merge into one model call: what the model classifies in ``target_s`` at its measured
-    rate, between ``smallest`` (a take) and ``largest``. Tweets are packed into levelled rows, so a batch of a few
-    seconds costs little more per tweet than a large one (docs/benchmarks.md); near
-    capacity, batches of 128 (20-30 s on 2 cores) delivered results in bursts and held every tweet in them that
-    long (docs/benchmarks.md)."""
+    """How many tweets go into one model call.
+
+    At most what the model classifies in ``target_s`` at its measured rate, between ``smallest`` (a take) and
+    ``largest``. Tweets are packed into levelled rows, so a batch of a few seconds costs little more per tweet than a
+    large one (docs/benchmarks.md); near capacity, batches of 128 (20-30 s on 2 cores) delivered results in bursts
+    and held every tweet in them that long (docs/benchmarks.md).
+
+    And, near capacity, at least ``fill_size`` if they come within ``fill_s``: a call of 16 tweets costs 1.25× per
+    tweet what one of 160 does (docs/benchmarks.md), so a saturated worker that classified whatever queued during
+    its last call would sit where that dearer rate equals the offer. "Near capacity" is tweets arriving at
+    ``LOADED`` of the model's measured rate or more over the last ``ARRIVALS_S``: under a lighter load no call ever
+    waits."""
 
     SMOOTHING = 0.3  # weight of the newest batch in the rate's moving average
+    ARRIVALS_S = 5.0
+    LOADED = 0.6  # at half of capacity the model's small calls run at ≈ 0.45 of its measured rate
 
-    def __init__(self, smallest: int, largest: int, target_s: float):
+    def __init__(self, smallest: int, largest: int, target_s: float, fill_size: int = 0, fill_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.smallest, self.largest, self.target_s = smallest, max(smallest, largest), target_s
+        self.fill_size, self.fill_s, self._clock = fill_size, fill_s, clock
         self.rate: float | None = None  # tweets per second of model time
+        self._arrivals: deque[tuple[float, int]] = deque()
 
     def observe(self, tweets: int, seconds: float) -> None:
         if tweets and seconds > 0:
             rate = tweets / seconds
             self.rate = rate if self.rate is None else self.SMOOTHING * rate + (1 - self.SMOOTHING) * self.rate
 
+    def arrived(self, tweets: int) -> None:
+        now = self._clock()
+        self._arrivals.append((now, tweets))
+        while self._arrivals[0][0] <= now - self.ARRIVALS_S:
+            self._arrivals.popleft()
+
     def most(self) -> int:
         if self.rate is None:
             return self.smallest
         return min(self.largest, max(self.smallest, round(self.rate * self.target_s)))
+
+    def fill(self, queued: int) -> tuple[int, float] | None:
+        """``(tweets, seconds)``: wait up to that long for that many to queue before the next call; None: don't."""
+        if not self.fill_s or self.rate is None:
+            return None
+        size = min(self.fill_size, self.most())
+        now = self._clock()
+        arriving = sum(n for t, n in self._arrivals if t > now - self.ARRIVALS_S) / self.ARRIVALS_S
+        return (size, self.fill_s) if queued < size and arriving >= self.LOADED * self.rate else None
 
 
 class _Backlog:
@@ -142,6 +170,18 @@ class _Backlog:
             self._takes.append(take)
             self._size += len(take)
             self._changed.notify_all()
+
+    async def fill(self, size: int, timeout: float) -> None:
+        """Return once ``size`` events are queued, or after ``timeout`` seconds."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: self._size >= size), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     async def next_batch(self, most: int) -> list:
         async with self._changed:
@@ -257,8 +297,9 @@ def build_worker(
 
     async def durable_batches(stream, prepare: Callable[[list[InboundMessage]], Awaitable[object]],
                               commit: Callable[[list[InboundMessage], object], Awaitable[None]],
-                              most: Callable[[], int] = lambda: settings.max_batch_size) -> None:
-        """Take micro-batches and merge what queued into batches of at most ``most()`` events; ``prepare`` them one
+                              limit: BatchLimit | None = None) -> None:
+        """Take micro-batches and merge what queued into batches that ``limit`` allows (default: at most
+        ``max_batch_size``, never waiting to fill); ``prepare`` them one
         at a time, ``commit`` (write and publish) them one at a time in the same order, concurrently with the next
         ``prepare``; ack a batch's events only once its ``commit`` returned. A failure parks the pipeline: that
         batch and every later one stay unacked."""
@@ -280,7 +321,10 @@ def build_worker(
 
         async def preparing() -> None:
             while True:
-                events = await backlog.next_batch(most())
+                wait = limit and limit.fill(backlog.size)
+                if wait:
+                    await backlog.fill(*wait)
+                events = await backlog.next_batch(limit.most() if limit else settings.max_batch_size)
                 try:
                     messages = inbound(events)
                     ready = (events, messages, await prepare(messages))
@@ -303,6 +347,8 @@ def build_worker(
         try:
             async for events in batches.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
                 await backlog.put(events)
+                if limit:
+                    limit.arrived(len(events))
         finally:
             for stage in stages:
                 stage.cancel()
@@ -319,7 +365,8 @@ def build_worker(
             await write_durably(lambda: found.update(lookup(ids)))
         return found
 
-    batch_limit = BatchLimit(settings.batch_size, settings.max_batch_size, settings.batch_target_s)
+    batch_limit = BatchLimit(settings.batch_size, settings.max_batch_size, settings.batch_target_s,
+                             settings.batch_fill_size, settings.batch_fill_s)
 
     async def classify(messages: list[InboundMessage]) -> tuple[BatchResult, float]:
         loop = asyncio.get_running_loop()
@@ -376,7 +423,7 @@ def build_worker(
 
     @app.agent(raw, name="classify")
     async def classify_agent(stream):
-        await durable_batches(stream, classify, store_classified, batch_limit.most)
+        await durable_batches(stream, classify, store_classified, batch_limit)
 
     @app.agent(labels, name="labels")
     async def label_agent(stream):

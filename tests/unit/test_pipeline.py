@@ -1,5 +1,5 @@
-"""The worker's pipeline parts: takes merged in arrival order under backlog, bounded by count and by model time;
-in-flight texts tracked."""
+"""The worker's pipeline parts: takes merged in arrival order under backlog, bounded by count and by model time,
+filled near capacity only; in-flight texts tracked."""
 
 from __future__ import annotations
 
@@ -70,3 +70,51 @@ def test_batch_limit_follows_the_models_measured_rate_between_a_take_and_the_mos
     assert limit.most() == 128
     limit.observe(0, 0.0)  # an empty or instant batch says nothing about the rate
     assert limit.most() == 128
+
+
+def test_batch_limit_fills_calls_only_while_tweets_arrive_near_the_models_rate():
+    now = [0.0]
+    limit = BatchLimit(smallest=32, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, clock=lambda: now[0])
+
+    def arrive(per_s: float, seconds: int = 6) -> None:
+        for _ in range(seconds):
+            now[0] += 1.0
+            limit.arrived(round(per_s))
+
+    arrive(45)
+    assert limit.fill(queued=0) is None  # the model's rate not measured yet
+    limit.observe(100, 2.0)  # 50 tweets/s
+    assert limit.fill(queued=10) == (64, 0.5)  # 45/s ≥ 0.6 × 50/s: wait for 64, at most 0.5 s
+    assert limit.fill(queued=64) is None  # already there
+    arrive(20)  # 20/s < 0.6 × 50/s: a light load never waits
+    assert limit.fill(queued=0) is None
+    arrive(35, seconds=3)  # the last 5 s: 2 s at 20/s and 3 s at 35/s = 29/s, just under 30
+    assert limit.fill(queued=0) is None
+    arrive(35, seconds=1)
+    assert limit.fill(queued=0) == (64, 0.5)
+    for _ in range(20):
+        limit.observe(30, 2.0)  # the model slows to 15 tweets/s: `most` 45 bounds the fill below 64
+    assert limit.fill(queued=0) == (45, 0.5)
+    off = BatchLimit(smallest=32, largest=128, target_s=3.0, fill_size=64, fill_s=0.0, clock=lambda: now[0])
+    off.observe(100, 2.0)
+    off.arrived(10_000)
+    assert off.fill(queued=0) is None
+
+
+def test_backlog_fill_returns_once_enough_queued_or_when_the_wait_is_over():
+    async def scenario():
+        backlog = _Backlog(limit=100)
+        filling = asyncio.create_task(backlog.fill(5, timeout=5.0))
+        await backlog.put([1, 2, 3])
+        await asyncio.sleep(0.05)
+        assert not filling.done()
+        await backlog.put([4, 5])
+        await asyncio.wait_for(filling, timeout=1)  # well before its 5 s
+        started = asyncio.get_running_loop().time()
+        await backlog.fill(50, timeout=0.2)  # never comes: returns at the timeout, without raising
+        waited = asyncio.get_running_loop().time() - started
+        return waited, backlog.size, await backlog.next_batch(most=10)
+
+    waited, size, batch = asyncio.run(scenario())
+    assert 0.15 < waited < 1.0
+    assert size == 5 and batch == [1, 2, 3, 4, 5]
