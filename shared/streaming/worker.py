@@ -115,8 +115,9 @@ class BatchLimit:
     And, near capacity, at least ``fill_size`` if they come within ``fill_s``: a call of 16 tweets costs 1.25× per
     tweet what one of 160 does (docs/benchmarks.md), so a saturated worker that classified whatever queued during
     its last call would sit where that dearer rate equals the offer. "Near capacity" is tweets arriving at
-    ``LOADED`` of the model's measured rate or more over the last ``ARRIVALS_S``: under a lighter load no call ever
-    waits."""
+    ``LOADED`` of the model's rate on full calls (``full_rate``, calls of at least that size) or more over the last
+    ``ARRIVALS_S``: under a lighter load no call ever waits. Not the rate of the latest calls: at a light load those
+    hold a few tweets each and run at a fraction of capacity, and the fill would then start at a quarter of it."""
 
     SMOOTHING = 0.3  # weight of the newest batch in the rate's moving average
     ARRIVALS_S = 5.0
@@ -127,12 +128,19 @@ class BatchLimit:
         self.smallest, self.largest, self.target_s = smallest, max(smallest, largest), target_s
         self.fill_size, self.fill_s, self._clock = fill_size, fill_s, clock
         self.rate: float | None = None  # tweets per second of model time
+        self.full_rate: float | None = None  # the same, over calls of at least the fill size
         self._arrivals: deque[tuple[float, int]] = deque()
 
     def observe(self, tweets: int, seconds: float) -> None:
         if tweets and seconds > 0:
+            full = tweets >= min(self.fill_size, self.most())
             rate = tweets / seconds
-            self.rate = rate if self.rate is None else self.SMOOTHING * rate + (1 - self.SMOOTHING) * self.rate
+            self.rate = self._smoothed(self.rate, rate)
+            if full:
+                self.full_rate = self._smoothed(self.full_rate, rate)
+
+    def _smoothed(self, average: float | None, rate: float) -> float:
+        return rate if average is None else self.SMOOTHING * rate + (1 - self.SMOOTHING) * average
 
     def arrived(self, tweets: int) -> None:
         now = self._clock()
@@ -147,12 +155,12 @@ class BatchLimit:
 
     def fill(self, queued: int) -> tuple[int, float] | None:
         """``(tweets, seconds)``: wait up to that long for that many to queue before the next call; None: don't."""
-        if not self.fill_s or self.rate is None:
+        if not self.fill_s or self.full_rate is None:
             return None
         size = min(self.fill_size, self.most())
         now = self._clock()
         arriving = sum(n for t, n in self._arrivals if t > now - self.ARRIVALS_S) / self.ARRIVALS_S
-        return (size, self.fill_s) if queued < size and arriving >= self.LOADED * self.rate else None
+        return (size, self.fill_s) if queued < size and arriving >= self.LOADED * self.full_rate else None
 
 
 class _Backlog:

@@ -156,36 +156,38 @@ def test_copies_reuse_probabilities_get_their_own_rows_and_are_counted(broker, c
 
 def test_near_capacity_a_call_waits_for_its_batch_to_fill_and_every_tweet_arrives_once(
         broker, clean_store, store_dir, tiny_classifier, monkeypatch):
-    """With ``batch_fill_s`` a call waits for ``batch_fill_size`` tweets while the load is near the model's rate.
-    The tiny model is far faster than any test feed, so "near" is made to mean any load here; the paced feed, the
-    fill, the merge and the delivery are the real ones."""
+    """With ``batch_fill_s`` a call waits for ``batch_fill_size`` tweets while the load is near the model's rate on
+    full calls. The tiny model is far faster than any test feed, so "near" is made to mean any load here; the burst
+    that gives the model its full calls, the paced feed, the fill, the merge and the delivery are the real ones."""
     from shared.streaming.worker import BatchLimit
 
     monkeypatch.setattr(BatchLimit, "LOADED", 0.0)
 
-    async def batch_sizes(fill_s: float, prefix: str) -> tuple[float, float, float]:
-        settings = stream_settings(broker, store_dir, partitions=1, batch_size=4, max_batch_size=64,
+    async def small_calls(fill_s: float, prefix: str) -> tuple[float, float]:
+        settings = stream_settings(broker, store_dir, partitions=1, batch_size=32, max_batch_size=64,
                                    batch_max_wait_s=0.05, batch_target_s=1000.0, batch_fill_size=32,
                                    batch_fill_s=fill_s)
         stack = await Stack(settings, classifier=tiny_classifier).start()
         try:
-            report = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings),
-                                        iter(tweets(96, prefix)), FeedReport(), rate=60)
-            await wait_committed(stack, report)
+            topic = physical(Topics.raw, settings)
+            burst = await produce_feed(settings.kafka_bootstrap, topic, iter(tweets(64, f"{prefix}b")), FeedReport())
+            await wait_committed(stack, burst)  # full calls: the model's rate on them is known
             registry = stack.telemetry.registry
-            return (registry.get_sample_value("stancestream_batch_size_bucket", {"le": "16.0"}),
-                    registry.get_sample_value("stancestream_batch_size_count"),
+            before = registry.get_sample_value("stancestream_batch_size_bucket", {"le": "16.0"})
+            paced = await produce_feed(settings.kafka_bootstrap, topic, iter(tweets(96, f"{prefix}p")), FeedReport(),
+                                       rate=60)  # takes of ≈ 3 tweets (60/s, 0.05 s each)
+            await wait_committed(stack, paced)
+            return (registry.get_sample_value("stancestream_batch_size_bucket", {"le": "16.0"}) - before,
                     registry.get_sample_value("stancestream_batch_size_sum"))
         finally:
             await stack.stop()
 
-    small, batches, total = asyncio.run(batch_sizes(0.0, "p"))
-    assert total == 96 and small >= 8  # no fill: the model takes the few tweets each take brings
-    small, batches, total = asyncio.run(batch_sizes(2.0, "f"))
-    assert total == 96
-    assert small <= 2  # the first call (nothing measured yet) and the tail (it waited out the 2 s); all else ≥ 32
-    assert batches <= 5
-    assert clean_store.query("SELECT count(), uniqExact(tweet_id) FROM classifications FINAL").rows[0] == (192, 192)
+    small, total = asyncio.run(small_calls(0.0, "n"))
+    assert total == 160 and small >= 8  # no fill: the model takes the few tweets each take brings
+    small, total = asyncio.run(small_calls(2.0, "f"))
+    assert total == 160
+    assert small <= 1  # the paced tweets wait for 32 at a time; only the tail waits out the 2 s and goes short
+    assert clean_store.query("SELECT count(), uniqExact(tweet_id) FROM classifications FINAL").rows[0] == (320, 320)
 
 
 def test_a_backlog_merges_into_batches_bounded_by_the_model_time_target(broker, clean_store, store_dir,

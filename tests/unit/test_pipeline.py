@@ -83,7 +83,9 @@ def test_batch_limit_fills_calls_only_while_tweets_arrive_near_the_models_rate()
 
     arrive(45)
     assert limit.fill(queued=0) is None  # the model's rate not measured yet
-    limit.observe(100, 2.0)  # 50 tweets/s
+    limit.observe(10, 0.5)  # 20 tweets/s, but on a small call: not the model's rate when full
+    assert limit.fill(queued=0) is None
+    limit.observe(100, 2.0)  # 50 tweets/s on a full call
     assert limit.fill(queued=10) == (64, 0.5)  # 45/s ≥ 0.6 × 50/s: wait for 64, at most 0.5 s
     assert limit.fill(queued=64) is None  # already there
     arrive(20)  # 20/s < 0.6 × 50/s: a light load never waits
@@ -92,6 +94,11 @@ def test_batch_limit_fills_calls_only_while_tweets_arrive_near_the_models_rate()
     assert limit.fill(queued=0) is None
     arrive(35, seconds=1)
     assert limit.fill(queued=0) == (64, 0.5)
+    arrive(15)
+    for _ in range(20):
+        limit.observe(2, 0.1)  # a light load's calls of 2 run at 20/s: 15/s is still light against 50
+    assert limit.fill(queued=0) is None
+    arrive(35)
     for _ in range(20):
         limit.observe(30, 2.0)  # the model slows to 15 tweets/s: `most` 45 bounds the fill below 64
     assert limit.fill(queued=0) == (45, 0.5)
