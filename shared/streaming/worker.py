@@ -121,7 +121,7 @@ class BatchLimit:
 
     SMOOTHING = 0.3  # weight of the newest batch in the rate's moving average
     ARRIVALS_S = 5.0
-    LOADED = 0.6  # at half of capacity the model's small calls run at ≈ 0.45 of its measured rate
+    LOADED = 0.6  # above half of capacity, where the bench measures latency; below the A/B's offers near it
 
     def __init__(self, smallest: int, largest: int, target_s: float, fill_size: int = 0, fill_s: float = 0.0,
                  clock: Callable[[], float] = time.monotonic):
