@@ -113,6 +113,8 @@ def fold_scorer(settings, config: TrainConfig, adapter_dir: Path, frozen_memo: d
 TrainFn = Callable[[list[Example], Path, bool], Callable[[list[str]], np.ndarray]]
 """``train_fold(train_set, directory, resume)``: trains on the examples into the directory (continuing its
 checkpoint if ``resume``) and returns the trained model's ``predict_proba``."""
+#: A scored fold's held-out ids and probabilities (``ids``, ``probs``), beside its ``scores.json``.
+PREDICTIONS = "predictions.json"
 #: A fold's recipe and training tweets as its training began: its checkpoint is continued only under the same.
 BEGUN = "fold.json"
 
@@ -201,10 +203,15 @@ def run_cv(examples: list[Example], out: Path, config: TrainConfig, train_fold: 
         (directory / BEGUN).write_text(json.dumps(begun, indent=1) + "\n")
         log(f"{name}: {'resuming' if resume else 'training'} on {len(train_set)} tweets, scoring {len(held_out)}")
         predict = train_fold(train_set, directory, resume)
-        result = fold_scores(held_out, predict([ex.text for ex in held_out]))
+        probs = predict([ex.text for ex in held_out])
+        result = fold_scores(held_out, probs)
         result["held_out_sha256_16"] = expected
         result["train_n"] = len(train_set)
         directory.mkdir(parents=True, exist_ok=True)
+        # The held-out probabilities themselves, so that what is decided from them (a decision bias) can be
+        # cross-validated later without training again.
+        (directory / PREDICTIONS).write_text(json.dumps(
+            {"ids": [ex.id for ex in held_out], "probs": np.round(probs, 6).tolist()}) + "\n")
         done.write_text(json.dumps(result, indent=1) + "\n")
         results[name] = result
         log(f"{name}: accuracy {result['accuracy']:.3f}  macro-F1 {result['macro_f1']:.3f}  "
