@@ -62,6 +62,11 @@ def test_cv_trains_at_most_the_folds_asked_for_and_continues_where_it_stopped(tm
     step()
     assert trained == ["fold-1", "fold-2", "fold-3"]
     assert set(step()["per_fold"]) == {"fold-1", "fold-2", "fold-3"} and len(trained) == 3
+    # Each fold kept its held-out tweets' probabilities, and together they cover every tweet once.
+    from shared.training.cv import PREDICTIONS
+    kept = [json.loads((tmp_path / "cv" / f"fold-{k}" / PREDICTIONS).read_text()) for k in (1, 2, 3)]
+    assert sorted(i for fold in kept for i in fold["ids"]) == sorted(ex.id for ex in examples)
+    assert all(row == [0.1, 0.1, 0.1, 0.7] for fold in kept for row in fold["probs"])
 
 
 def test_a_fold_stopped_part_way_resumes_only_under_the_recipe_and_tweets_it_began_with(tmp_path):

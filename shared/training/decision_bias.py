@@ -1,0 +1,77 @@
+"""Fitting a decision bias (``shared.classifier.decision_bias``) on held-out predictions, and judging it by nested
+cross-validation: each fold's bias is fitted on the other folds' held-out predictions only (docs/experiments.md,
+cv06)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from shared.classifier.decision_bias import apply_bias
+from shared.messages import CATEGORIES, Category
+from shared.training.cv import PREDICTIONS, fold_scores
+from shared.training.data import Example
+from shared.training.metrics import f1_per_class
+
+#: Offsets tried for each stance class; unrelated stays at 0 (only differences between offsets matter).
+GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)
+SWEEPS = 3
+_FREE = [i for i, c in enumerate(CATEGORIES) if c is not Category.unrelated]
+
+
+def macro_f1(y_true: np.ndarray, probs: np.ndarray) -> float:
+    return float(f1_per_class(y_true, probs.argmax(axis=1)).mean())
+
+
+def fit_bias(probs: np.ndarray, y_true: np.ndarray, grid: np.ndarray = GRID, sweeps: int = SWEEPS) -> np.ndarray:
+    """Offsets maximising macro-F1 on (``probs``, ``y_true``) by coordinate search over ``grid``: one class at a
+    time, ``sweeps`` rounds, a move kept only if it raises macro-F1 (so without a gain the bias stays 0)."""
+    log_probs = np.log(np.clip(probs.astype(np.float64), 1e-12, None))
+    bias = np.zeros(len(CATEGORIES))
+
+    def score(candidate: np.ndarray) -> float:
+        return float(f1_per_class(y_true, (log_probs + candidate).argmax(axis=1)).mean())
+
+    best = score(bias)
+    for _ in range(sweeps):
+        moved = False
+        for cls in _FREE:
+            for value in grid:
+                candidate = bias.copy()
+                candidate[cls] = value
+                value_score = score(candidate)
+                if value_score > best + 1e-12:
+                    best, bias, moved = value_score, candidate, True
+        if not moved:
+            break
+    return bias
+
+
+def read_fold_predictions(folds_dir: Path, examples: list[Example]) -> dict[str, tuple[list[Example], np.ndarray]]:
+    """Each scored fold's held-out examples (matched by id) and probabilities, from ``predictions.json``."""
+    by_id = {ex.id: ex for ex in examples}
+    folds = {}
+    for path in sorted(folds_dir.glob(f"fold-*/{PREDICTIONS}")):
+        saved = json.loads(path.read_text())
+        missing = [i for i in saved["ids"] if i not in by_id]
+        if missing:
+            raise ValueError(f"{path}: {len(missing)} ids are not in the labeled data (first: {missing[0]})")
+        folds[path.parent.name] = ([by_id[i] for i in saved["ids"]], np.asarray(saved["probs"], dtype=np.float64))
+    return folds
+
+
+def nested_bias_scores(folds: dict[str, tuple[list[Example], np.ndarray]]) -> tuple[dict, dict, dict]:
+    """(plain, biased, biases): each fold's scores as predicted and with the bias fitted on the other folds only,
+    and those biases."""
+    from shared.training.metrics import to_indices
+
+    plain, biased, biases = {}, {}, {}
+    for name, (examples, probs) in folds.items():
+        others = [(ex, p) for other, (exs, ps) in folds.items() if other != name for ex, p in zip(exs, ps)]
+        bias = fit_bias(np.array([p for _, p in others]), to_indices([ex.label for ex, _ in others]))
+        plain[name] = fold_scores(examples, probs)
+        biased[name] = fold_scores(examples, apply_bias(probs, bias))
+        biases[name] = bias
+    return plain, biased, biases
