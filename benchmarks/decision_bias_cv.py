@@ -1,11 +1,13 @@
 """Nested cross-validation of a decision bias (docs/experiments.md, cv06): each fold's held-out predictions scored
-as they are and with the bias fitted on the other folds' held-out predictions, judged by the adoption rule.
+as they are and with the bias fitted on the other folds' held-out predictions, judged by the adoption rule. Two
+variants: one bias for every tweet ("global"), and one for the large languages (en, es) and another for the small
+ones ("by language size").
 
     .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv06-decision-bias/baseline
 
 Needs folds scored by ``benchmarks/cv_screen.py`` (or ``stancestream cv``) since they keep ``predictions.json``.
-Writes FOLDS_DIR/../decision_bias.json: per fold plain and biased numbers, the biases, the verdict, and the bias
-fitted on all folds (what would ship if the rule passes).
+Writes FOLDS_DIR/../decision_bias.json: per variant and fold the plain and biased numbers, the biases, the verdict,
+and the bias fitted on all folds (what would ship if the rule passes).
 """
 
 from __future__ import annotations
@@ -17,12 +19,21 @@ from pathlib import Path
 import numpy as np
 
 from shared.classifier.decision_bias import bias_to_metadata
-from shared.training.cv import adoption_verdict, small_language_stance
+from shared.training.cv import LARGE_LANGUAGES, adoption_verdict, small_language_stance
 from shared.training.data import read_labeled
 from shared.training.decision_bias import fit_bias, nested_bias_scores, read_fold_predictions
 from shared.training.metrics import to_indices
 
 TRAIN = Path("../shared/datasets/immigration-tweets/train.csv")
+VARIANTS = {
+    "global": lambda ex: "all",
+    "by language size": lambda ex: "large" if ex.lang in LARGE_LANGUAGES else "small",
+}
+
+
+def _headline(scores: dict) -> dict:
+    return {k: round(scores[k], 4) for k in ("accuracy", "macro_f1", "stance_macro_f1")} | {
+        "small_language_stance": round(small_language_stance(scores), 4)}
 
 
 def main() -> None:
@@ -33,29 +44,35 @@ def main() -> None:
     args = parser.parse_args()
     folds = read_fold_predictions(args.folds_dir, read_labeled([args.data]))
     if not folds:
-        raise SystemExit(f"{args.folds_dir}: no fold has {'predictions.json'}; score folds with cv_screen.py first")
-    plain, biased, biases = nested_bias_scores(folds)
-    verdict = adoption_verdict(plain, biased, folds=args.folds, max_accuracy_drop=0.02)
+        raise SystemExit(f"{args.folds_dir}: no fold has predictions.json; score folds with cv_screen.py first")
     every = [(ex, p) for exs, ps in folds.values() for ex, p in zip(exs, ps)]
-    final = fit_bias(np.array([p for _, p in every]), to_indices([ex.label for ex, _ in every]))
-    print("| fold | bias pro / anti / neutral (fitted on the other folds) | small-language stance plain → biased | "
-          "macro-F1 plain → biased | accuracy plain → biased | F1 pro / anti / neutral / unrelated biased |")
-    print("|---|---|---|---|---|---|")
-    for name in folds:
-        p, b = plain[name], biased[name]
-        f1 = " / ".join(f"{v:.3f}" for v in b["per_class_f1"].values())
-        print(f"| {name} | {' / '.join(f'{v:+.2f}' for v in biases[name][:3])} | "
-              f"{small_language_stance(p):.3f} → {small_language_stance(b):.3f} | {p['macro_f1']:.3f} → "
-              f"{b['macro_f1']:.3f} | {p['accuracy']:.3f} → {b['accuracy']:.3f} | {f1} |")
-    print(json.dumps(verdict))
-    print("bias fitted on all folds:", bias_to_metadata(final))
-    out = {"verdict": verdict, "bias_all_folds": bias_to_metadata(final),
-           "per_fold": {name: {"bias": bias_to_metadata(biases[name]),
-                               "plain": {k: plain[name][k] for k in ("accuracy", "macro_f1", "stance_macro_f1")}
-                               | {"small_language_stance": round(small_language_stance(plain[name]), 4)},
-                               "biased": {k: biased[name][k] for k in ("accuracy", "macro_f1", "stance_macro_f1")}
-                               | {"small_language_stance": round(small_language_stance(biased[name]), 4)},
-                               "biased_per_class_f1": biased[name]["per_class_f1"]} for name in folds}}
+    out = {}
+    for variant, group_of in VARIANTS.items():
+        plain, biased, biases = nested_bias_scores(folds, group_of)
+        verdict = adoption_verdict(plain, biased, folds=args.folds, max_accuracy_drop=0.02)
+        final = {}
+        for group in sorted({group_of(ex) for ex, _ in every}):
+            rows = [(ex, p) for ex, p in every if group_of(ex) == group]
+            final[group] = bias_to_metadata(fit_bias(np.array([p for _, p in rows]),
+                                                     to_indices([ex.label for ex, _ in rows])))
+        print(f"\n{variant}\n")
+        print("| fold | bias pro / anti / neutral per group (fitted on the other folds) | small-language stance "
+              "plain → biased | macro-F1 plain → biased | accuracy plain → biased | F1 pro / anti / neutral / "
+              "unrelated biased |")
+        print("|---|---|---|---|---|---|")
+        for name in folds:
+            p, b = plain[name], biased[name]
+            shown = "; ".join(f"{group} {' / '.join(f'{v:+.2f}' for v in bias[:3])}"
+                              for group, bias in biases[name].items())
+            print(f"| {name} | {shown} | {small_language_stance(p):.3f} → {small_language_stance(b):.3f} | "
+                  f"{p['macro_f1']:.3f} → {b['macro_f1']:.3f} | {p['accuracy']:.3f} → {b['accuracy']:.3f} | "
+                  f"{' / '.join(f'{v:.3f}' for v in b['per_class_f1'].values())} |")
+        print(json.dumps(verdict))
+        print("fitted on all folds:", final)
+        out[variant] = {"verdict": verdict, "bias_all_folds": final, "per_fold": {
+            name: {"bias": {g: bias_to_metadata(b) for g, b in biases[name].items()},
+                   "plain": _headline(plain[name]), "biased": _headline(biased[name]),
+                   "biased_per_class_f1": biased[name]["per_class_f1"]} for name in folds}}
     (args.folds_dir.parent / "decision_bias.json").write_text(json.dumps(out, indent=1) + "\n")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -13,7 +14,7 @@ from shared.classifier.decision_bias import apply_bias
 from shared.messages import CATEGORIES, Category
 from shared.training.cv import PREDICTIONS, fold_scores
 from shared.training.data import Example
-from shared.training.metrics import f1_per_class
+from shared.training.metrics import f1_per_class, to_indices
 
 #: Offsets tried for each stance class; unrelated stays at 0 (only differences between offsets matter).
 GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)
@@ -62,16 +63,23 @@ def read_fold_predictions(folds_dir: Path, examples: list[Example]) -> dict[str,
     return folds
 
 
-def nested_bias_scores(folds: dict[str, tuple[list[Example], np.ndarray]]) -> tuple[dict, dict, dict]:
+def nested_bias_scores(folds: dict[str, tuple[list[Example], np.ndarray]],
+                       group_of: Callable[[Example], str] = lambda ex: "all") -> tuple[dict, dict, dict]:
     """(plain, biased, biases): each fold's scores as predicted and with the bias fitted on the other folds only,
-    and those biases."""
-    from shared.training.metrics import to_indices
-
+    and those biases (group → offsets). With ``group_of``, each group of tweets (say, the small languages) gets
+    a bias of its own, fitted on that group's tweets of the other folds."""
     plain, biased, biases = {}, {}, {}
     for name, (examples, probs) in folds.items():
         others = [(ex, p) for other, (exs, ps) in folds.items() if other != name for ex, p in zip(exs, ps)]
-        bias = fit_bias(np.array([p for _, p in others]), to_indices([ex.label for ex, _ in others]))
+        groups = [group_of(ex) for ex in examples]
+        biases[name] = {}
+        shifted = probs.copy()
+        for group in sorted(set(groups)):
+            fit_on = [(ex, p) for ex, p in others if group_of(ex) == group]
+            bias = fit_bias(np.array([p for _, p in fit_on]), to_indices([ex.label for ex, _ in fit_on]))
+            rows = [i for i, g in enumerate(groups) if g == group]
+            shifted[rows] = apply_bias(probs[rows], bias)
+            biases[name][group] = bias
         plain[name] = fold_scores(examples, probs)
-        biased[name] = fold_scores(examples, apply_bias(probs, bias))
-        biases[name] = bias
+        biased[name] = fold_scores(examples, shifted)
     return plain, biased, biases

@@ -70,8 +70,8 @@ def test_each_folds_bias_is_fitted_on_the_other_folds_only(tmp_path):
     scrambled["fold-1"] = ([Example(id=e.id, lang=e.lang, label=CATEGORIES[rng.integers(0, 4)], text=e.text)
                             for e in exs], probs)
     _, _, again = nested_bias_scores(scrambled)
-    np.testing.assert_array_equal(again["fold-1"], biases["fold-1"])
-    assert not np.array_equal(again["fold-2"], biases["fold-2"])
+    np.testing.assert_array_equal(again["fold-1"]["all"], biases["fold-1"]["all"])
+    assert not np.array_equal(again["fold-2"]["all"], biases["fold-2"]["all"])
 
 
 def test_a_fold_predicting_an_id_the_data_lacks_is_refused(tmp_path):
@@ -89,3 +89,18 @@ def test_the_metadata_form_round_trips_and_malformed_offsets_are_refused():
                 dict(bias_to_metadata(bias), neutral="high"), dict(bias_to_metadata(bias), neutral=float("nan"))):
         with pytest.raises(ClassifierError, match="decision_bias"):
             bias_from_metadata({"decision_bias": bad})
+
+
+def test_groups_with_opposite_confusions_get_biases_of_their_own():
+    folds = {}
+    for k in range(3):
+        small, y_small = _confused(800, 20 + k, pro_penalty=1.0)  # the small languages under-call pro
+        large, y_large = _confused(800, 30 + k, pro_penalty=-1.0)  # the large ones over-call it
+        exs = ([Example(id=f"{k}-s{i}", lang="it", label=CATEGORIES[c], text="t") for i, c in enumerate(y_small)]
+               + [Example(id=f"{k}-l{i}", lang="en", label=CATEGORIES[c], text="t") for i, c in enumerate(y_large)])
+        folds[f"fold-{k + 1}"] = (exs, np.vstack([small, large]))
+    _, global_biased, _ = nested_bias_scores(folds)
+    _, grouped_biased, biases = nested_bias_scores(folds, group_of=lambda ex: "large" if ex.lang == "en" else "small")
+    for name, per_group in biases.items():
+        assert per_group["small"][PRO] > 0.4 and per_group["large"][PRO] < -0.4
+        assert grouped_biased[name]["macro_f1"] > global_biased[name]["macro_f1"] + 0.02
