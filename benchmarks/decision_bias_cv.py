@@ -43,8 +43,9 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5, help="how many folds the rule is about")
     args = parser.parse_args()
     folds = read_fold_predictions(args.folds_dir, read_labeled([args.data]))
-    if not folds:
-        raise SystemExit(f"{args.folds_dir}: no fold has predictions.json; score folds with cv_screen.py first")
+    if len(folds) < 2:
+        raise SystemExit(f"{args.folds_dir}: {len(folds)} folds have predictions.json, the check needs two or more; "
+                         "score folds with cv_screen.py first")
     every = [(ex, p) for exs, ps in folds.values() for ex, p in zip(exs, ps)]
     out = {}
     for variant, group_of in VARIANTS.items():

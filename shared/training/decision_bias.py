@@ -68,6 +68,8 @@ def nested_bias_scores(folds: dict[str, tuple[list[Example], np.ndarray]],
     """(plain, biased, biases): each fold's scores as predicted and with the bias fitted on the other folds only,
     and those biases (group → offsets). With ``group_of``, each group of tweets (say, the small languages) gets
     a bias of its own, fitted on that group's tweets of the other folds."""
+    if len(folds) < 2:
+        raise ValueError(f"a nested check needs at least two scored folds, got {len(folds)}")
     plain, biased, biases = {}, {}, {}
     for name, (examples, probs) in folds.items():
         others = [(ex, p) for other, (exs, ps) in folds.items() if other != name for ex, p in zip(exs, ps)]

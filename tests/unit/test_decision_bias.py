@@ -63,6 +63,8 @@ def test_each_folds_bias_is_fitted_on_the_other_folds_only(tmp_path):
     assert list(read) == ["fold-1", "fold-2", "fold-3"]
     np.testing.assert_allclose(read["fold-2"][1], folds["fold-2"][1])
     _, _, biases = nested_bias_scores(read)
+    with pytest.raises(ValueError, match="at least two scored folds"):
+        nested_bias_scores({"fold-1": read["fold-1"]})
     # Scrambling fold 1's own labels changes the biases of the folds fitted on it, never fold 1's own.
     rng = np.random.default_rng(0)
     scrambled = dict(read)
