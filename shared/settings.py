@@ -101,9 +101,12 @@ class Settings(BaseSettings):
         64, ge=1, description="near capacity, tweets a model call waits for (up to `batch_fill_s`): small calls cost "
                               "more per tweet")
     batch_fill_s: float = Field(
-        0.5, ge=0, description="near capacity (tweets arriving at ≥ 0.6 of the model's rate on full calls), longest "
-                               "a model call waits for `batch_fill_size` tweets to queue; under lighter load it never "
-                               "waits (0: off)")
+        0.5, ge=0, description="near capacity (tweets arriving at ≥ `batch_fill_load` of the model's rate on full "
+                               "calls), longest a model call waits for `batch_fill_size` tweets to queue; under "
+                               "lighter load it never waits (0: off)")
+    batch_fill_load: float = Field(
+        0.6, gt=0, le=1, description="the load at which calls start to wait to fill: tweets arriving at this "
+                                     "fraction of the model's rate on full calls (over the last 5 s) or more")
     in_flight_batches: int = Field(
         2, ge=1, description="classified batches that may wait for their ClickHouse write while the model goes on")
     fetch_max_wait_ms: int = Field(

@@ -115,18 +115,17 @@ class BatchLimit:
     And, near capacity, at least ``fill_size`` if they come within ``fill_s``: a call of 16 tweets costs 1.25× per
     tweet what one of 160 does (docs/benchmarks.md), so a saturated worker that classified whatever queued during
     its last call would sit where that dearer rate equals the offer. "Near capacity" is tweets arriving at
-    ``LOADED`` of the model's rate on full calls (``full_rate``, calls of at least that size) or more over the last
+    ``fill_load`` of the model's rate on full calls (``full_rate``, calls of at least that size) or more over the last
     ``ARRIVALS_S``: under a lighter load no call ever waits. Not the rate of the latest calls: at a light load those
     hold a few tweets each and run at a fraction of capacity, and the fill would then start at a quarter of it."""
 
     SMOOTHING = 0.3  # weight of the newest batch in the rate's moving average
     ARRIVALS_S = 5.0
-    LOADED = 0.6  # above half of capacity, where the bench measures latency; below the A/B's offers near it
 
     def __init__(self, smallest: int, largest: int, target_s: float, fill_size: int = 0, fill_s: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 fill_load: float = 0.6, clock: Callable[[], float] = time.monotonic):
         self.smallest, self.largest, self.target_s = smallest, max(smallest, largest), target_s
-        self.fill_size, self.fill_s, self._clock = fill_size, fill_s, clock
+        self.fill_size, self.fill_s, self.fill_load, self._clock = fill_size, fill_s, fill_load, clock
         self.rate: float | None = None  # tweets per second of model time
         self.full_rate: float | None = None  # the same, over calls of at least the fill size
         self._arrivals: deque[tuple[float, int]] = deque()
@@ -160,7 +159,7 @@ class BatchLimit:
         size = min(self.fill_size, self.most())
         now = self._clock()
         arriving = sum(n for t, n in self._arrivals if t > now - self.ARRIVALS_S) / self.ARRIVALS_S
-        return (size, self.fill_s) if queued < size and arriving >= self.LOADED * self.full_rate else None
+        return (size, self.fill_s) if queued < size and arriving >= self.fill_load * self.full_rate else None
 
 
 class _Backlog:
@@ -374,7 +373,7 @@ def build_worker(
         return found
 
     batch_limit = BatchLimit(settings.batch_size, settings.max_batch_size, settings.batch_target_s,
-                             settings.batch_fill_size, settings.batch_fill_s)
+                             settings.batch_fill_size, settings.batch_fill_s, settings.batch_fill_load)
 
     async def classify(messages: list[InboundMessage]) -> tuple[BatchResult, float]:
         loop = asyncio.get_running_loop()

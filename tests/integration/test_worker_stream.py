@@ -155,18 +155,16 @@ def test_copies_reuse_probabilities_get_their_own_rows_and_are_counted(broker, c
 
 
 def test_near_capacity_a_call_waits_for_its_batch_to_fill_and_every_tweet_arrives_once(
-        broker, clean_store, store_dir, tiny_classifier, monkeypatch):
+        broker, clean_store, store_dir, tiny_classifier):
     """With ``batch_fill_s`` a call waits for ``batch_fill_size`` tweets while the load is near the model's rate on
-    full calls. The tiny model is far faster than any test feed, so "near" is made to mean any load here; the burst
-    that gives the model its full calls, the paced feed, the fill, the merge and the delivery are the real ones."""
-    from shared.streaming.worker import BatchLimit
-
-    monkeypatch.setattr(BatchLimit, "LOADED", 0.0)
+    full calls. The tiny model is far faster than any test feed, so "near" is made to mean any load here
+    (``batch_fill_load``); the burst that gives the model its full calls, the paced feed, the fill, the merge and the
+    delivery are the real ones."""
 
     async def small_calls(fill_s: float, prefix: str) -> tuple[float, float]:
         settings = stream_settings(broker, store_dir, partitions=1, batch_size=32, max_batch_size=64,
                                    batch_max_wait_s=0.05, batch_target_s=1000.0, batch_fill_size=32,
-                                   batch_fill_s=fill_s)
+                                   batch_fill_s=fill_s, batch_fill_load=0.001)
         stack = await Stack(settings, classifier=tiny_classifier).start()
         try:
             topic = physical(Topics.raw, settings)

@@ -102,6 +102,14 @@ def test_batch_limit_fills_calls_only_while_tweets_arrive_near_the_models_rate()
     for _ in range(20):
         limit.observe(30, 2.0)  # the model slows to 15 tweets/s: `most` 45 bounds the fill below 64
     assert limit.fill(queued=0) == (45, 0.5)
+    later = BatchLimit(smallest=32, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, fill_load=0.8,
+                       clock=lambda: now[0])
+    later.observe(100, 2.0)
+    arrive(35)  # 35/s ≥ 0.6 × 50/s but < 0.8 × 50/s: the default fills, a later threshold does not yet
+    later.arrived(35 * 5)
+    assert limit.fill(queued=0) is not None and later.fill(queued=0) is None
+    later.arrived(6 * 5)  # 41/s over the last 5 s ≥ 40
+    assert later.fill(queued=0) == (64, 0.5)
     off = BatchLimit(smallest=32, largest=128, target_s=3.0, fill_size=64, fill_s=0.0, clock=lambda: now[0])
     off.observe(100, 2.0)
     off.arrived(10_000)
