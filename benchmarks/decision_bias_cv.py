@@ -7,7 +7,12 @@ ones ("by language size").
 
 Needs folds scored by ``benchmarks/cv_screen.py`` (or ``stancestream cv``) since they keep ``predictions.json``.
 Writes FOLDS_DIR/../decision_bias.json: per variant and fold the plain and biased numbers, the biases, the verdict,
-and the bias fitted on all folds (what would ship if the rule passes).
+and the bias fitted on all folds (what would ship if the rule passes). With ``--write-to ADAPTER --version V``,
+the global variant's all-folds bias goes into that adapter's metadata under the new version (the adapter's
+answers change, so its version must), with where it came from.
+
+    .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv06-decision-bias/baseline \
+        --write-to adapters/default --version v1.1
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.classifier.decision_bias import bias_to_metadata
+from shared.classifier.adapters import ADAPTER_METADATA
+from shared.classifier.decision_bias import METADATA_KEY, bias_to_metadata
 from shared.training.cv import LARGE_LANGUAGES, adoption_verdict, small_language_stance
 from shared.training.data import read_labeled
 from shared.training.decision_bias import fit_bias, nested_bias_scores, read_fold_predictions
@@ -41,7 +47,11 @@ def main() -> None:
     parser.add_argument("--folds-dir", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=TRAIN)
     parser.add_argument("--folds", type=int, default=5, help="how many folds the rule is about")
+    parser.add_argument("--write-to", type=Path, help="an adapter directory to give the global bias")
+    parser.add_argument("--version", help="with --write-to: the adapter's new version")
     args = parser.parse_args()
+    if args.write_to and not args.version:
+        parser.error("--write-to needs --version: an adapter whose answers change needs a new version")
     folds = read_fold_predictions(args.folds_dir, read_labeled([args.data]))
     if len(folds) < 2:
         raise SystemExit(f"{args.folds_dir}: {len(folds)} folds have predictions.json, the check needs two or more; "
@@ -75,6 +85,15 @@ def main() -> None:
                    "plain": _headline(plain[name]), "biased": _headline(biased[name]),
                    "biased_per_class_f1": biased[name]["per_class_f1"]} for name in folds}}
     (args.folds_dir.parent / "decision_bias.json").write_text(json.dumps(out, indent=1) + "\n")
+    if args.write_to:
+        path = args.write_to / ADAPTER_METADATA
+        metadata = json.loads(path.read_text())
+        metadata |= {"version": args.version, METADATA_KEY: out["global"]["bias_all_folds"]["all"],
+                     "decision_bias_fitted_on": f"{len(every)} held-out predictions of {len(folds)} CV folds of its "
+                                                f"recipe ({args.folds_dir}); nested check: {out['global']['verdict']}",
+                     "decision_bias_added_to": metadata["version"]}
+        path.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
+        print(f"{args.write_to}: version {args.version}, decision bias {metadata[METADATA_KEY]}")
 
 
 if __name__ == "__main__":
