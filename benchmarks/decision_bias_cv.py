@@ -7,12 +7,7 @@ ones ("by language size").
 
 Needs folds scored by ``benchmarks/cv_screen.py`` (or ``stancestream cv``) since they keep ``predictions.json``.
 Writes FOLDS_DIR/../decision_bias.json: per variant and fold the plain and biased numbers, the biases, the verdict,
-and the bias fitted on all folds (what would ship if the rule passes). With ``--write-to ADAPTER --version V``,
-the global variant's all-folds bias goes into that adapter's metadata under the new version (the adapter's
-answers change, so its version must), with where it came from.
-
-    .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv06-decision-bias/baseline \
-        --write-to adapters/default --version v1.1
+and the bias fitted on all folds (what would have shipped had the rule passed; it did not, docs/experiments.md).
 """
 
 from __future__ import annotations
@@ -23,11 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.classifier.adapters import ADAPTER_METADATA
-from shared.classifier.decision_bias import METADATA_KEY, bias_to_metadata
 from shared.training.cv import LARGE_LANGUAGES, adoption_verdict, small_language_stance
 from shared.training.data import read_labeled
-from shared.training.decision_bias import fit_bias, nested_bias_scores, read_fold_predictions
+from shared.training.decision_bias import bias_as_dict, fit_bias, nested_bias_scores, read_fold_predictions
 from shared.training.metrics import to_indices
 
 TRAIN = Path("../shared/datasets/immigration-tweets/train.csv")
@@ -46,13 +39,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folds-dir", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=TRAIN)
-    parser.add_argument("--folds", type=int, default=5, help="how many folds the rule is about")
-    parser.add_argument("--write-to", type=Path, help="an adapter directory to give the global bias")
-    parser.add_argument("--version", help="with --write-to: the adapter's new version")
+    parser.add_argument("--folds", type=int, default=5, help="how many folds the CV made (and the rule is about)")
     args = parser.parse_args()
-    if args.write_to and not args.version:
-        parser.error("--write-to needs --version: an adapter whose answers change needs a new version")
-    folds = read_fold_predictions(args.folds_dir, read_labeled([args.data]))
+    folds = read_fold_predictions(args.folds_dir, read_labeled([args.data]), args.folds)
     if len(folds) < 2:
         raise SystemExit(f"{args.folds_dir}: {len(folds)} folds have predictions.json, the check needs two or more; "
                          "score folds with cv_screen.py first")
@@ -64,7 +53,7 @@ def main() -> None:
         final = {}
         for group in sorted({group_of(ex) for ex, _ in every}):
             rows = [(ex, p) for ex, p in every if group_of(ex) == group]
-            final[group] = bias_to_metadata(fit_bias(np.array([p for _, p in rows]),
+            final[group] = bias_as_dict(fit_bias(np.array([p for _, p in rows]),
                                                      to_indices([ex.label for ex, _ in rows])))
         print(f"\n{variant}\n")
         print("| fold | bias pro / anti / neutral per group (fitted on the other folds) | small-language stance "
@@ -81,19 +70,10 @@ def main() -> None:
         print(json.dumps(verdict))
         print("fitted on all folds:", final)
         out[variant] = {"verdict": verdict, "bias_all_folds": final, "per_fold": {
-            name: {"bias": {g: bias_to_metadata(b) for g, b in biases[name].items()},
+            name: {"bias": {g: bias_as_dict(b) for g, b in biases[name].items()},
                    "plain": _headline(plain[name]), "biased": _headline(biased[name]),
                    "biased_per_class_f1": biased[name]["per_class_f1"]} for name in folds}}
     (args.folds_dir.parent / "decision_bias.json").write_text(json.dumps(out, indent=1) + "\n")
-    if args.write_to:
-        path = args.write_to / ADAPTER_METADATA
-        metadata = json.loads(path.read_text())
-        metadata |= {"version": args.version, METADATA_KEY: out["global"]["bias_all_folds"]["all"],
-                     "decision_bias_fitted_on": f"{len(every)} held-out predictions of {len(folds)} CV folds of its "
-                                                f"recipe ({args.folds_dir}); nested check: {out['global']['verdict']}",
-                     "decision_bias_added_to": metadata["version"]}
-        path.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n")
-        print(f"{args.write_to}: version {args.version}, decision bias {metadata[METADATA_KEY]}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""Fitting a decision bias (``shared.classifier.decision_bias``) on held-out predictions, and judging it by nested
-cross-validation: each fold's bias is fitted on the other folds' held-out predictions only (docs/experiments.md,
-cv06)."""
+"""A decision bias — per-class offsets added to the log-probabilities before the argmax, which moves the boundary
+between classes a model systematically confuses without touching its weights — fitted on held-out predictions and
+judged by nested cross-validation: each fold's bias is fitted on the other folds' held-out predictions only
+(docs/experiments.md, cv06: it did not help the shipped recipe, so nothing serves one)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,27 @@ from typing import Callable
 
 import numpy as np
 
-from shared.classifier.decision_bias import apply_bias
 from shared.messages import CATEGORIES, Category
-from shared.training.cv import PREDICTIONS, fold_scores
-from shared.training.data import Example
+from shared.training.cv import PREDICTIONS, fold_scores, kfold
+from shared.training.data import Example, data_digest
 from shared.training.metrics import f1_per_class, to_indices
 
 #: Offsets tried for each stance class; unrelated stays at 0 (only differences between offsets matter).
 GRID = np.round(np.arange(-1.5, 1.5001, 0.05), 2)
 SWEEPS = 3
 _FREE = [i for i, c in enumerate(CATEGORIES) if c is not Category.unrelated]
+
+
+def apply_bias(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``probs`` (n, 4) shifted by ``bias`` in log space and renormalised: p·exp(b) / Σ p·exp(b)."""
+    logits = np.log(np.clip(probs.astype(np.float64), 1e-12, None)) + bias
+    logits -= logits.max(axis=1, keepdims=True)
+    shifted = np.exp(logits)
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(probs.dtype)
+
+
+def bias_as_dict(bias: np.ndarray) -> dict[str, float]:
+    return {c.value: round(float(b), 4) for c, b in zip(CATEGORIES, bias)}
 
 
 def macro_f1(y_true: np.ndarray, probs: np.ndarray) -> float:
@@ -50,17 +62,22 @@ def fit_bias(probs: np.ndarray, y_true: np.ndarray, grid: np.ndarray = GRID, swe
     return bias
 
 
-def read_fold_predictions(folds_dir: Path, examples: list[Example]) -> dict[str, tuple[list[Example], np.ndarray]]:
-    """Each scored fold's held-out examples (matched by id) and probabilities, from ``predictions.json``."""
-    by_id = {ex.id: ex for ex in examples}
-    folds = {}
+def read_fold_predictions(folds_dir: Path, examples: list[Example], folds: int, seed: int = 0
+                          ) -> dict[str, tuple[list[Example], np.ndarray]]:
+    """Each scored fold's held-out examples and probabilities (``predictions.json``). Tweet ids need not be unique
+    (train.csv repeats them across languages), so the held-out examples are the folds ``kfold`` rebuilds from the
+    same data and seed, checked against the ids and the digest the fold recorded."""
+    parts = kfold(examples, folds, seed)
+    read = {}
     for path in sorted(folds_dir.glob(f"fold-*/{PREDICTIONS}")):
         saved = json.loads(path.read_text())
-        missing = [i for i in saved["ids"] if i not in by_id]
-        if missing:
-            raise ValueError(f"{path}: {len(missing)} ids are not in the labeled data (first: {missing[0]})")
-        folds[path.parent.name] = ([by_id[i] for i in saved["ids"]], np.asarray(saved["probs"], dtype=np.float64))
-    return folds
+        index = int(path.parent.name.removeprefix("fold-")) - 1
+        held_out = parts[index] if 0 <= index < folds else []
+        recorded = json.loads((path.parent / "scores.json").read_text()).get("held_out_sha256_16")
+        if [ex.id for ex in held_out] != saved["ids"] or data_digest(held_out) != recorded:
+            raise ValueError(f"{path}: its tweets are not fold {index + 1} of {folds} (seed {seed}) of this data")
+        read[path.parent.name] = (held_out, np.asarray(saved["probs"], dtype=np.float64))
+    return read
 
 
 def nested_bias_scores(folds: dict[str, tuple[list[Example], np.ndarray]],
