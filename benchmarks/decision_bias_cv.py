@@ -4,10 +4,12 @@ variants: one bias for every tweet ("global"), and one for the large languages (
 ones ("by language size").
 
     .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv06-decision-bias/baseline
+    .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv07-balanced-prior/balanced \
+        --against benchmarks/results/cv07-balanced-prior/baseline
 
 Needs folds scored by ``benchmarks/cv_screen.py`` (or ``stancestream cv``) since they keep ``predictions.json``.
 Writes FOLDS_DIR/../decision_bias.json: per variant and fold the plain and biased numbers, the biases, the verdict,
-and the bias fitted on all folds (what would have shipped had the rule passed; it did not, docs/experiments.md).
+and the bias fitted on all folds (what would ship if the rule passes).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.training.cv import LARGE_LANGUAGES, adoption_verdict, small_language_stance
+from shared.training.cv import LARGE_LANGUAGES, adoption_verdict, scored_folds, small_language_stance
 from shared.training.data import read_labeled
 from shared.training.decision_bias import bias_as_dict, fit_bias, nested_bias_scores, read_fold_predictions
 from shared.training.metrics import to_indices
@@ -40,6 +42,9 @@ def main() -> None:
     parser.add_argument("--folds-dir", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=TRAIN)
     parser.add_argument("--folds", type=int, default=5, help="how many folds the CV made (and the rule is about)")
+    parser.add_argument("--against", type=Path,
+                        help="judge the biased folds against this recipe's plain folds (same folds and seed; cv07) "
+                             "instead of the same recipe's")
     args = parser.parse_args()
     folds = read_fold_predictions(args.folds_dir, read_labeled([args.data]), args.folds)
     if len(folds) < 2:
@@ -49,7 +54,8 @@ def main() -> None:
     out = {}
     for variant, group_of in VARIANTS.items():
         plain, biased, biases = nested_bias_scores(folds, group_of)
-        verdict = adoption_verdict(plain, biased, folds=args.folds, max_accuracy_drop=0.02)
+        against = plain if args.against is None else scored_folds(args.against)
+        verdict = adoption_verdict(against, biased, folds=args.folds, max_accuracy_drop=0.02)
         final = {}
         for group in sorted({group_of(ex) for ex, _ in every}):
             rows = [(ex, p) for ex, p in every if group_of(ex) == group]
