@@ -1,11 +1,11 @@
-"""Nested cross-validation of a decision bias (docs/experiments.md, cv06): each fold's held-out predictions scored
-as they are and with the bias fitted on the other folds' held-out predictions, judged by the adoption rule. Two
-variants: one bias for every tweet ("global"), and one for the large languages (en, es) and another for the small
+"""Nested cross-validation of a decision bias (docs/experiments.md, cv06 and cv07): each fold's held-out
+predictions scored as they are and with the bias fitted on the other folds' held-out predictions, judged by the
+adoption rule. Two variants: one bias for every tweet ("global"), and one for the large languages (en, es) and another for the small
 ones ("by language size").
 
     .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv06-decision-bias/baseline
     .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv07-balanced-prior/balanced \
-        --against benchmarks/results/cv07-balanced-prior/baseline
+        --against benchmarks/results/cv06-decision-bias/baseline
 
 Needs folds scored by ``benchmarks/cv_screen.py`` (or ``stancestream cv``) since they keep ``predictions.json``.
 Writes FOLDS_DIR/../decision_bias.json: per variant and fold the plain and biased numbers, the biases, the verdict,

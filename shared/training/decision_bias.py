@@ -1,7 +1,8 @@
 """A decision bias — per-class offsets added to the log-probabilities before the argmax, which moves the boundary
 between classes a model systematically confuses without touching its weights — fitted on held-out predictions and
 judged by nested cross-validation: each fold's bias is fitted on the other folds' held-out predictions only
-(docs/experiments.md, cv06: it did not help the shipped recipe, so nothing serves one)."""
+(docs/experiments.md, cv06 and cv07: neither the shipped recipe nor balanced sampling gained from one, so
+nothing serves one)."""
 
 from __future__ import annotations
 
@@ -32,10 +33,6 @@ def apply_bias(probs: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 def bias_as_dict(bias: np.ndarray) -> dict[str, float]:
     return {c.value: round(float(b), 4) for c, b in zip(CATEGORIES, bias)}
-
-
-def macro_f1(y_true: np.ndarray, probs: np.ndarray) -> float:
-    return float(f1_per_class(y_true, probs.argmax(axis=1)).mean())
 
 
 def fit_bias(probs: np.ndarray, y_true: np.ndarray, grid: np.ndarray = GRID, sweeps: int = SWEEPS) -> np.ndarray:

@@ -8,7 +8,8 @@ from shared.messages import CATEGORIES
 from shared.training.config import TrainConfig
 from shared.training.cv import kfold, run_cv
 from shared.training.data import Example
-from shared.training.decision_bias import apply_bias, fit_bias, macro_f1, nested_bias_scores, read_fold_predictions
+from shared.training.decision_bias import apply_bias, fit_bias, nested_bias_scores, read_fold_predictions
+from shared.training.metrics import f1_per_class
 
 PRO, ANTI = 0, 1
 assert [c.value for c in CATEGORIES][:2] == ["pro-immigration", "anti-immigration"]
@@ -24,6 +25,10 @@ def _confused(n: int, seed: int, pro_penalty: float) -> tuple[np.ndarray, np.nda
     logits[:, PRO] -= pro_penalty
     probs = np.exp(logits)
     return probs / probs.sum(axis=1, keepdims=True), y
+
+
+def macro_f1(y: np.ndarray, probs: np.ndarray) -> float:
+    return float(f1_per_class(y, probs.argmax(axis=1)).mean())
 
 
 def _examples(y: np.ndarray, prefix: str, lang: str = "it") -> list[Example]:
