@@ -1,7 +1,7 @@
 """Nested cross-validation of a decision bias (docs/experiments.md, cv06 and cv07): each fold's held-out
 predictions scored as they are and with the bias fitted on the other folds' held-out predictions, judged by the
-adoption rule. Two variants: one bias for every tweet ("global"), and one for the large languages (en, es) and another for the small
-ones ("by language size").
+adoption rule. Two variants: one bias for every tweet ("global"), and one for the large languages (en, es) and
+another for the small ones ("by language size").
 
     .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv06-decision-bias/baseline
     .venv/bin/python benchmarks/decision_bias_cv.py --folds-dir benchmarks/results/cv07-balanced-prior/balanced \
