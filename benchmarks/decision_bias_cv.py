@@ -18,12 +18,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from shared.training.cv import LARGE_LANGUAGES, adoption_verdict, scored_folds, small_language_stance
 from shared.training.data import read_labeled
-from shared.training.decision_bias import bias_as_dict, fit_bias, nested_bias_scores, read_fold_predictions
-from shared.training.metrics import to_indices
+from shared.training.decision_bias import bias_as_dict, fit_group_biases, nested_bias_scores, read_fold_predictions
 
 TRAIN = Path("../shared/datasets/immigration-tweets/train.csv")
 VARIANTS = {
@@ -56,11 +53,8 @@ def main() -> None:
         plain, biased, biases = nested_bias_scores(folds, group_of)
         against = plain if args.against is None else scored_folds(args.against)
         verdict = adoption_verdict(against, biased, folds=args.folds, max_accuracy_drop=0.02)
-        final = {}
-        for group in sorted({group_of(ex) for ex, _ in every}):
-            rows = [(ex, p) for ex, p in every if group_of(ex) == group]
-            final[group] = bias_as_dict(fit_bias(np.array([p for _, p in rows]),
-                                                     to_indices([ex.label for ex, _ in rows])))
+        final = {group: bias_as_dict(bias) for group, bias in
+                 fit_group_biases(every, group_of, sorted({group_of(ex) for ex, _ in every})).items()}
         print(f"\n{variant}\n")
         print("| fold | bias pro / anti / neutral per group (fitted on the other folds) | small-language stance "
               "plain → biased | macro-F1 plain → biased | accuracy plain → biased | F1 pro / anti / neutral / "

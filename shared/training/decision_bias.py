@@ -59,6 +59,16 @@ def fit_bias(probs: np.ndarray, y_true: np.ndarray, grid: np.ndarray = GRID, swe
     return bias
 
 
+def fit_group_biases(pairs: list[tuple[Example, np.ndarray]], group_of: Callable[[Example], str],
+                     groups: list[str]) -> dict[str, np.ndarray]:
+    """A bias for each of ``groups``, fitted on that group's (example, probabilities) pairs."""
+    biases = {}
+    for group in groups:
+        rows = [(ex, p) for ex, p in pairs if group_of(ex) == group]
+        biases[group] = fit_bias(np.array([p for _, p in rows]), to_indices([ex.label for ex, _ in rows]))
+    return biases
+
+
 def read_fold_predictions(folds_dir: Path, examples: list[Example], folds: int, seed: int = 0
                           ) -> dict[str, tuple[list[Example], np.ndarray]]:
     """Each scored fold's held-out examples and probabilities (``predictions.json``). Tweet ids need not be unique
@@ -88,14 +98,11 @@ def nested_bias_scores(folds: dict[str, tuple[list[Example], np.ndarray]],
     for name, (examples, probs) in folds.items():
         others = [(ex, p) for other, (exs, ps) in folds.items() if other != name for ex, p in zip(exs, ps)]
         groups = [group_of(ex) for ex in examples]
-        biases[name] = {}
+        biases[name] = fit_group_biases(others, group_of, sorted(set(groups)))
         shifted = probs.copy()
-        for group in sorted(set(groups)):
-            fit_on = [(ex, p) for ex, p in others if group_of(ex) == group]
-            bias = fit_bias(np.array([p for _, p in fit_on]), to_indices([ex.label for ex, _ in fit_on]))
+        for group, bias in biases[name].items():
             rows = [i for i, g in enumerate(groups) if g == group]
             shifted[rows] = apply_bias(probs[rows], bias)
-            biases[name][group] = bias
         plain[name] = fold_scores(examples, probs)
         biased[name] = fold_scores(examples, shifted)
     return plain, biased, biases
