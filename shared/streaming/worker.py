@@ -117,17 +117,24 @@ class BatchLimit:
     its last call would sit where that dearer rate equals the offer. "Near capacity" is tweets arriving at
     ``fill_load`` of the model's rate on full calls (``full_rate``, calls of at least that size) or more over the last
     ``ARRIVALS_S``: under a lighter load no call ever waits. Not the rate of the latest calls: at a light load those
-    hold a few tweets each and run at a fraction of capacity, and the fill would then start at a quarter of it."""
+    hold a few tweets each and run at a fraction of capacity, and the fill would then start at a quarter of it.
+
+    Only where it pays: the fill waits only while full calls run at least ``fill_gain`` times the rate of the
+    smaller calls made near capacity (``short_rate``). On the AMX Xeon they run 1.25× faster per tweet; on an
+    AVX2 EPYC serving fp32 a call costs the same per tweet whatever its size, and there the wait only added
+    latency (docs/benchmarks.md, "Does the fill pay where call size does not?")."""
 
     SMOOTHING = 0.3  # weight of the newest batch in the rate's moving average
     ARRIVALS_S = 5.0
 
     def __init__(self, smallest: int, largest: int, target_s: float, fill_size: int = 0, fill_s: float = 0.0,
-                 fill_load: float = 0.6, clock: Callable[[], float] = time.monotonic):
+                 fill_load: float = 0.6, fill_gain: float = 1.1, clock: Callable[[], float] = time.monotonic):
         self.smallest, self.largest, self.target_s = smallest, max(smallest, largest), target_s
-        self.fill_size, self.fill_s, self.fill_load, self._clock = fill_size, fill_s, fill_load, clock
+        self.fill_size, self.fill_s, self.fill_load, self.fill_gain = fill_size, fill_s, fill_load, fill_gain
+        self._clock = clock
         self.rate: float | None = None  # tweets per second of model time
         self.full_rate: float | None = None  # the same, over calls of at least the fill size
+        self.short_rate: float | None = None  # the same, over smaller calls made near capacity
         self._arrivals: deque[tuple[float, int]] = deque()
 
     def observe(self, tweets: int, seconds: float) -> None:
@@ -137,6 +144,8 @@ class BatchLimit:
             self.rate = self._smoothed(self.rate, rate)
             if full:
                 self.full_rate = self._smoothed(self.full_rate, rate)
+            elif self._near_capacity():
+                self.short_rate = self._smoothed(self.short_rate, rate)
 
     def _smoothed(self, average: float | None, rate: float) -> float:
         return rate if average is None else self.SMOOTHING * rate + (1 - self.SMOOTHING) * average
@@ -154,12 +163,19 @@ class BatchLimit:
 
     def fill(self, queued: int) -> tuple[int, float] | None:
         """``(tweets, seconds)``: wait up to that long for that many to queue before the next call; None: don't."""
-        if not self.fill_s or self.full_rate is None:
-            return None
         size = min(self.fill_size, self.most())
+        if not self.fill_s or queued >= size or not self._near_capacity():
+            return None
+        if self.short_rate is not None and self.full_rate < self.fill_gain * self.short_rate:
+            return None  # fuller calls are not cheaper per tweet here: waiting would only add latency
+        return size, self.fill_s
+
+    def _near_capacity(self) -> bool:
+        if not self.fill_s or self.full_rate is None:
+            return False
         now = self._clock()
         arriving = sum(n for t, n in self._arrivals if t > now - self.ARRIVALS_S) / self.ARRIVALS_S
-        return (size, self.fill_s) if queued < size and arriving >= self.fill_load * self.full_rate else None
+        return arriving >= self.fill_load * self.full_rate
 
 
 class _Backlog:
@@ -373,7 +389,8 @@ def build_worker(
         return found
 
     batch_limit = BatchLimit(settings.batch_size, settings.max_batch_size, settings.batch_target_s,
-                             settings.batch_fill_size, settings.batch_fill_s, settings.batch_fill_load)
+                             settings.batch_fill_size, settings.batch_fill_s, settings.batch_fill_load,
+                             settings.batch_fill_gain)
 
     async def classify(messages: list[InboundMessage]) -> tuple[BatchResult, float]:
         loop = asyncio.get_running_loop()

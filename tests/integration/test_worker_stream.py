@@ -158,13 +158,14 @@ def test_near_capacity_a_call_waits_for_its_batch_to_fill_and_every_tweet_arrive
         broker, clean_store, store_dir, tiny_classifier):
     """With ``batch_fill_s`` a call waits for ``batch_fill_size`` tweets while the load is near the model's rate on
     full calls. The tiny model is far faster than any test feed, so "near" is made to mean any load here
-    (``batch_fill_load``); the burst that gives the model its full calls, the paced feed, the fill, the merge and the
+    (``batch_fill_load``), and whether fuller calls pay is not asked (``batch_fill_gain`` 0); the burst that gives
+    the model its full calls, the paced feed, the fill, the merge and the
     delivery are the real ones."""
 
     async def small_calls(fill_s: float, prefix: str) -> tuple[float, float]:
         settings = stream_settings(broker, store_dir, partitions=1, batch_size=32, max_batch_size=64,
                                    batch_max_wait_s=0.05, batch_target_s=1000.0, batch_fill_size=32,
-                                   batch_fill_s=fill_s, batch_fill_load=0.001)
+                                   batch_fill_s=fill_s, batch_fill_load=0.001, batch_fill_gain=0.0)
         stack = await Stack(settings, classifier=tiny_classifier).start()
         try:
             topic = physical(Topics.raw, settings)

@@ -1,9 +1,11 @@
 """The worker's pipeline parts: takes merged in arrival order under backlog, bounded by count and by model time,
-filled near capacity only; in-flight texts tracked."""
+filled near capacity only and where fuller calls are cheaper; in-flight texts tracked."""
 
 from __future__ import annotations
 
 import asyncio
+
+import pytest
 
 from shared.messages import Tweet
 from shared.streaming.worker import BatchLimit, _Backlog, _UnwrittenTexts
@@ -114,6 +116,33 @@ def test_batch_limit_fills_calls_only_while_tweets_arrive_near_the_models_rate()
     off.observe(100, 2.0)
     off.arrived(10_000)
     assert off.fill(queued=0) is None
+
+
+def test_batch_limit_fills_only_where_fuller_calls_are_cheaper_per_tweet():
+    now = [0.0]
+
+    def near_capacity(per_call_s: float) -> BatchLimit:
+        limit = BatchLimit(smallest=8, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, clock=lambda: now[0])
+        limit.observe(100, 2.0)  # full calls: 50 tweets/s
+        now[0] += 1.0
+        limit.arrived(45 * 5)  # 45/s over the last 5 s: near capacity
+        assert limit.fill(queued=0) == (64, 0.5)  # nothing known yet of the smaller calls: fill
+        for _ in range(10):
+            limit.observe(16, 16 * per_call_s)  # the calls a saturated worker makes without the fill
+        return limit
+
+    assert near_capacity(1 / 40).fill(queued=0) == (64, 0.5)  # 16 at 40/s, full at 50/s: 1.25x, worth the wait
+    flat = near_capacity(1 / 48)  # 16 at 48/s: 1.04x, waiting only adds latency
+    assert flat.fill(queued=0) is None
+    assert flat.short_rate == pytest.approx(48)
+    light = BatchLimit(smallest=8, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, clock=lambda: now[0])
+    light.observe(100, 2.0)
+    light.arrived(5)  # 1/s: a light load's slow small calls are not the calls the fill would replace
+    for _ in range(10):
+        light.observe(2, 0.2)  # 10 tweets/s
+    assert light.short_rate is None
+    light.arrived(45 * 5)
+    assert light.fill(queued=0) == (light.most(), 0.5)  # near capacity now, and nothing says the fill won't pay
 
 
 def test_backlog_fill_returns_once_enough_queued_or_when_the_wait_is_over():
