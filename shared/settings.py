@@ -108,8 +108,9 @@ class Settings(BaseSettings):
         0.6, gt=0, le=1, description="the load at which calls start to wait to fill: tweets arriving at this "
                                      "fraction of the model's rate on full calls (over the last 5 s) or more")
     batch_fill_gain: float = Field(
-        1.1, ge=0, description="calls wait to fill only where full calls run at least this many times the rate of "
-                               "the smaller calls made near capacity (0: wherever near capacity)")
+        0.0, ge=0, description="calls wait to fill only where full calls run at least this many times the rate of "
+                               "the smaller calls made near capacity (0: wherever near capacity; 1.1 cuts latency "
+                               "below capacity on a CPU whose call cost per tweet is flat, at some capacity)")
     in_flight_batches: int = Field(
         2, ge=1, description="classified batches that may wait for their ClickHouse write while the model goes on")
     fetch_max_wait_ms: int = Field(

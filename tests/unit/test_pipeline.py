@@ -118,11 +118,12 @@ def test_batch_limit_fills_calls_only_while_tweets_arrive_near_the_models_rate()
     assert off.fill(queued=0) is None
 
 
-def test_batch_limit_fills_only_where_fuller_calls_are_cheaper_per_tweet():
+def test_batch_limit_with_a_gain_fills_only_where_fuller_calls_are_cheaper_per_tweet():
     now = [0.0]
 
-    def near_capacity(per_call_s: float) -> BatchLimit:
-        limit = BatchLimit(smallest=8, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, clock=lambda: now[0])
+    def near_capacity(per_call_s: float, gain: float = 1.1) -> BatchLimit:
+        limit = BatchLimit(smallest=8, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, fill_gain=gain,
+                           clock=lambda: now[0])
         limit.observe(100, 2.0)  # full calls: 50 tweets/s
         now[0] += 1.0
         limit.arrived(45 * 5)  # 45/s over the last 5 s: near capacity
@@ -132,10 +133,12 @@ def test_batch_limit_fills_only_where_fuller_calls_are_cheaper_per_tweet():
         return limit
 
     assert near_capacity(1 / 40).fill(queued=0) == (64, 0.5)  # 16 at 40/s, full at 50/s: 1.25x, worth the wait
-    flat = near_capacity(1 / 48)  # 16 at 48/s: 1.04x, waiting only adds latency
+    flat = near_capacity(1 / 48)  # 16 at 48/s: 1.04x, no model time saved by waiting
     assert flat.fill(queued=0) is None
     assert flat.short_rate == pytest.approx(48)
-    light = BatchLimit(smallest=8, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, clock=lambda: now[0])
+    assert near_capacity(1 / 48, gain=0.0).fill(queued=0) == (64, 0.5)  # the default: fill wherever near capacity
+    light = BatchLimit(smallest=8, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, fill_gain=1.1,
+                       clock=lambda: now[0])
     light.observe(100, 2.0)
     light.arrived(5)  # 1/s: a light load's slow small calls are not the calls the fill would replace
     for _ in range(10):
