@@ -67,7 +67,7 @@ def one_side(setting: str, burst: int, rates: list[float], window_s: float, capa
                         pool = [texts[i % len(texts)] for i in range(int(rate * window_s))]
                         window = await offer.run(pool, rate, f"r{rate:.1f}")
                         windows.append({k: window[k] for k in ("offered", "sustained", "tail_lag", "second_half_rate",
-                                                               "p50_s", "p95_s")})
+                                                               "lag_slope", "p50_s", "p95_s")})
                         return window["sustained"]
 
                     row["capacity"] = await search_capacity(sustained, capacity_from, capacity_from)

@@ -141,7 +141,19 @@ def _steadiness(rate: float, start: float, end: float, lag: list[tuple[float, in
     second_half_rate = sum(1 for t in arrivals if half <= t <= end) / max(end - half, 1e-9)
     sustained = tail_lag <= 2 * rate + batch_size and second_half_rate >= 0.95 * rate
     return {"offered": round(rate, 3), "tail_lag": tail_lag, "second_half_rate": round(second_half_rate, 3),
-            "sustained": sustained}
+            "lag_slope": lag_slope(lag, start, end), "sustained": sustained}
+
+
+def lag_slope(lag: list[tuple[float, int]], start: float, end: float) -> float | None:
+    """Tweets per second by which the lag grew over [start, end], fitted over every sample. Reported beside the rule,
+    not part of it: results come a call at a time (≈ 32 tweets near capacity), so the second half's count moves in
+    steps of 17% of the offer at 60 s windows, and a fit over the whole window is the candidate for a finer rule
+    (docs/benchmarks.md, "The gate again")."""
+    points = [(t, n) for t, n in lag if start <= t <= end]
+    if len(points) < 3:
+        return None
+    times, counts = np.array(points, dtype=float).T
+    return round(float(np.polyfit(times - start, counts, 1)[0]), 3)
 
 
 def distinct(texts: list[str]) -> list[str]:
@@ -247,7 +259,8 @@ async def run_e2e(settings: Settings, texts: list[str], classifier_rate: float, 
             row = await offer.run(pool(int(rate * window_s)), rate, f"r{rate:.1f}")
             report["windows"].append(row)
             log(f"  {rate:6.2f}/s offered for {window_s:.0f} s: {'sustained' if row['sustained'] else 'not sustained'}"
-                f" (lowest lag of the last 10 s {row['tail_lag']}, second half {row['second_half_rate']:.2f}/s), "
+                f" (lowest lag of the last 10 s {row['tail_lag']}, second half {row['second_half_rate']:.2f}/s, "
+                f"lag growing {row['lag_slope'] if row['lag_slope'] is not None else '?'}/s), "
                 f"p95 {row['p95_s']:.2f} s")
             return row["sustained"]
 

@@ -63,6 +63,19 @@ def test_capacity_search_refines_between_a_sustained_rate_and_the_failed_step_ab
     assert all(rate <= ceiling for rate in stack.offered[1:])
 
 
+def test_lag_slope_tells_a_backlog_that_grows_from_one_caught_between_calls():
+    from services.bench.e2e import lag_slope
+
+    def sawtooth(growth: float) -> list[tuple[float, int]]:
+        # arrivals at 6/s, a call of 32 delivered every 32/6 s, plus a backlog growing by ``growth`` tweets/s
+        return [(t / 2, int((t / 2 * 6) % 32 + growth * t / 2)) for t in range(121)]
+
+    assert abs(lag_slope(sawtooth(0.0), 0, 60)) < 0.15
+    assert lag_slope(sawtooth(0.6), 0, 60) == pytest.approx(0.6, abs=0.15)
+    assert lag_slope(sawtooth(0.6), 30, 60) == pytest.approx(0.6, abs=0.3)  # only the samples inside the window
+    assert lag_slope([(0.0, 5), (1.0, 9)], 0, 60) is None
+
+
 def test_a_crashing_llama_build_skips_the_baseline_with_its_reason(monkeypatch, tmp_path):
     """A native crash in the probe's child (a real SIGSEGV) becomes BaselineUnavailable, not a dead bench."""
     from services.bench import baseline
