@@ -135,7 +135,7 @@ class BatchLimit:
         self._clock = clock
         self.rate: float | None = None  # tweets per second of model time
         self.full_rate: float | None = None  # the same, over calls of at least the fill size
-        self.short_rate: float | None = None  # the same, over smaller calls made near capacity
+        self.short_rate: float | None = None  # the same, over smaller calls made near capacity (with fill_gain)
         self._arrivals: deque[tuple[float, int]] = deque()
 
     def observe(self, tweets: int, seconds: float) -> None:
@@ -145,7 +145,7 @@ class BatchLimit:
             self.rate = self._smoothed(self.rate, rate)
             if full:
                 self.full_rate = self._smoothed(self.full_rate, rate)
-            elif self._near_capacity():
+            elif self.fill_gain and self._near_capacity():  # only the gate reads it
                 self.short_rate = self._smoothed(self.short_rate, rate)
 
     def _smoothed(self, average: float | None, rate: float) -> float:
@@ -165,10 +165,10 @@ class BatchLimit:
     def fill(self, queued: int) -> tuple[int, float] | None:
         """``(tweets, seconds)``: wait up to that long for that many to queue before the next call; None: don't."""
         size = min(self.fill_size, self.most())
-        if not self.fill_s or queued >= size or not self._near_capacity():
+        if queued >= size or not self._near_capacity():
             return None
         if self.short_rate is not None and self.full_rate < self.fill_gain * self.short_rate:
-            return None  # fuller calls are not cheaper per tweet here: waiting would only add latency
+            return None  # fuller calls save no model time per tweet here
         return size, self.fill_s
 
     def _near_capacity(self) -> bool:
