@@ -4,7 +4,8 @@ Two storages (``STANCESTREAM_BROKER_STORAGE``):
 
 - ``memory`` (default): fastest; every message lives in the broker's memory and is gone when it stops.
 - ``durable``: messages and committed offsets on disk under ``<data_dir>/broker``, through Tansu's ``s3://``
-  engine and a local S3-compatible server (nanio, from PyPI) on loopback with a fresh random key per start.
+  engine and a local S3-compatible server on loopback with a fresh random key per start: nanio, from PyPI, with the
+  conditional writes Tansu's engine relies on (``shared.streaming.object_store``).
   A ``kill -9`` of the whole stack loses nothing the broker acknowledged, and its memory stays flat. About ten
   times slower to produce (docs/reliability.md), which is still far above what the classifier consumes.
 
@@ -131,13 +132,14 @@ class EmbeddedBroker:
         return self
 
     def _start_object_store(self, out, timeout_s: float) -> dict[str, str]:
-        """nanio on loopback, serving ``storage_dir`` (a bucket is a folder); Tansu's S3 settings for it."""
+        """nanio with the writes Tansu needs (``shared.streaming.object_store``) on loopback, serving
+        ``storage_dir`` (a bucket is a folder); Tansu's S3 settings for it."""
         assert self.storage_dir is not None
         (self.storage_dir / _BUCKET).mkdir(parents=True, exist_ok=True)
         port, key, secret = free_port(), secrets.token_hex(10), secrets.token_hex(20)
         self._s3 = subprocess.Popen(
-            [sys.executable, "-m", "nanio", "serve", "--host", "127.0.0.1", "--port", str(port), "--data-dir",
-             str(self.storage_dir), "--no-access-log", "--log-level", "warning"],
+            [sys.executable, "-m", "shared.streaming.object_store", "--host", "127.0.0.1", "--port", str(port),
+             "--data-dir", str(self.storage_dir)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=os.environ | {"NANIO_ACCESS_KEY": key, "NANIO_SECRET_KEY": secret},
             preexec_fn=_die_with_parent(),

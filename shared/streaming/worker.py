@@ -275,9 +275,8 @@ def build_worker(
 
     async def persistently(action: Callable[[], Awaitable[None]], what: str) -> None:
         """``await action()``, retried with backoff: ``sink_retries`` times, or forever. Used for the ClickHouse
-        write and for the publish after it: a broker can fail a produce it would accept a moment later (Tansu's
-        durable storage answers a conflicting object-store write with UnknownError), and stopping over it would
-        cost the embedded stack its broker."""
+        write and for the publish after it: a broker can fail a produce it would accept a moment later (a leader
+        moving, a storage hiccup), and stopping over it would cost the embedded stack its broker."""
         delay = 0.5
         for attempt in itertools.count(1):
             try:
