@@ -58,7 +58,7 @@ def one_side(setting: str, burst: int, rates: list[float], window_s: float, capa
                 for rate in rates:
                     pool = [texts[i % len(texts)] for i in range(int(rate * window_s))]
                     window = await offer.run(pool, rate, f"r{rate}")
-                    for key in ("tail_lag", "second_half_rate", "p50_s", "p95_s", "sustained"):
+                    for key in ("tail_lag", "lag_slope", "second_half_rate", "p50_s", "p95_s", "sustained"):
                         row[f"{key}@{rate:g}"] = window[key]
                 if capacity_from:
                     windows: list[dict] = []
@@ -66,8 +66,9 @@ def one_side(setting: str, burst: int, rates: list[float], window_s: float, capa
                     async def sustained(rate: float) -> bool:
                         pool = [texts[i % len(texts)] for i in range(int(rate * window_s))]
                         window = await offer.run(pool, rate, f"r{rate:.1f}")
-                        windows.append({k: window[k] for k in ("offered", "sustained", "tail_lag", "second_half_rate",
-                                                               "lag_slope", "p50_s", "p95_s")})
+                        windows.append({k: window.get(k) for k in ("offered", "sustained", "tail_lag", "lag_slope",
+                                                                   "second_half_rate", "second_half_sustained",
+                                                                   "p50_s", "p95_s")})
                         return window["sustained"]
 
                     row["capacity"] = await search_capacity(sustained, capacity_from, capacity_from)

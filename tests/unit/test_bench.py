@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 
@@ -74,6 +75,43 @@ def test_lag_slope_tells_a_backlog_that_grows_from_one_caught_between_calls():
     assert lag_slope(sawtooth(0.6), 0, 60) == pytest.approx(0.6, abs=0.15)
     assert lag_slope(sawtooth(0.6), 30, 60) == pytest.approx(0.6, abs=0.3)  # only the samples inside the window
     assert lag_slope([(0.0, 5), (1.0, 9)], 0, 60) is None
+
+
+def _served_window(service_rate: float, phase: float, rate: float = 6.0, call: int = 32, span: float = 60.0):
+    """A worker that takes up to ``call`` queued tweets at a time, each call lasting call / service_rate seconds, the
+    first starting at ``phase``; tweets offered at ``rate`` for ``span`` seconds. Returns the bench's verdict."""
+    from services.bench.e2e import _steadiness
+
+    produced_at = np.arange(0, span, 1 / rate)
+    queue: list[int] = []
+    taking: list[int] = []
+    lag: list[tuple[float, int]] = []
+    arrivals: list[float] = []
+    busy_until, offered, done = phase, 0, 0
+    for step in range(int((span + 60) * 100)):
+        t = step / 100
+        while offered < len(produced_at) and produced_at[offered] <= t:
+            queue.append(offered)
+            offered += 1
+        if t >= busy_until:
+            arrivals += [t] * len(taking)
+            done += len(taking)
+            taking, queue = queue[:call], queue[call:]
+            busy_until = t + call / service_rate if taking else busy_until
+        if step % 50 == 0:
+            lag.append((t, offered - done))
+    return _steadiness(rate, 0.0, span, lag, arrivals, call)
+
+
+def test_sustained_is_judged_on_the_lag_growth_not_on_whole_calls_counted_in_a_half():
+    """Results leave in calls of 32: counting them in a half window misses a stack that keeps up, depending only on
+    where the calls fall; the lag's fitted growth tells keeping up (within 5 %) from falling behind at every phase."""
+    phases = np.linspace(0, 5, 11)
+    keeping_up = [_served_window(6.0, p) for p in phases]
+    assert all(w["sustained"] for w in keeping_up)
+    assert not all(w["second_half_sustained"] for w in keeping_up)  # the step the lag's fit removes
+    assert all(w["sustained"] for w in (_served_window(6.0 * 0.97, p) for p in phases))
+    assert not any(w["sustained"] for w in (_served_window(6.0 * 0.9, p) for p in phases))
 
 
 def test_a_crashing_llama_build_skips_the_baseline_with_its_reason(monkeypatch, tmp_path):
