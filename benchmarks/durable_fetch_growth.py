@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/durable_fetch_growth.py --sizes 400,800,1200 --probes 3 --fetch-wait-ms 100
 
-Tansu's s3 engine answers a fetch by listing every batch object of the partition, so a fetch's cost grows with the
-partition, and past some size a consumer with a short fetch wait receives nothing more. One
+Tansu's s3 engine answers a fetch by listing every batch object of the partition and cuts the fetch off at the
+consumer's fetch wait, so once the listing takes longer than the wait the consumer receives nothing more. One
 durable broker, one partition; batches of one message are produced up to each size, then a consumer waiting at
 the end (with the worker's fetch wait by default) times ``probes`` single messages from produce to receipt, or
 reports that one never came within ``--give-up-s``.
