@@ -27,6 +27,7 @@ from nanio.app import build_app
 from nanio.auth.credentials import EnvCredentialResolver
 from nanio.config import Settings
 from nanio.errors import NoSuchKey, S3Error
+from nanio.etag import unquote_etag
 from nanio.storage.filesystem import FilesystemStorage
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -50,11 +51,6 @@ class StagingHiddenStorage(FilesystemStorage):
         listed.contents[:] = [info for info in listed.contents
                               if not info.key.rpartition("/")[2].startswith(STAGING_PREFIX)]
         return listed
-
-
-def _unquoted(etag: str) -> str:
-    etag = etag.strip()
-    return etag.removeprefix("W/").strip('"')
 
 
 class ConditionalWrites:
@@ -84,7 +80,8 @@ class ConditionalWrites:
         async with self.locks[zlib.crc32(f"{bucket}/{key}".encode()) % len(self.locks)]:
             current = self._etag(bucket, key)
             exists_but_must_not = if_none_match is not None and if_none_match.strip() == "*" and current is not None
-            changed = if_match is not None and (current is None or _unquoted(if_match) != _unquoted(current))
+            changed = if_match is not None and (current is None
+                                                or unquote_etag(if_match.strip()) != unquote_etag(current))
             if exists_but_must_not or changed:
                 error = PreconditionFailed(resource=f"{bucket}/{key}")
                 return await Response(error.to_xml(), status_code=error.http_status,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -14,7 +13,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.streaming.broker import EmbeddedBroker
 
+pytestmark = pytest.mark.kafka  # a real Tansu process (durable storage: each test starts its own)
+
 TOPIC = "durable.check"
+WRITERS = 8
 
 
 async def _create(bootstrap: str) -> None:
@@ -54,20 +56,16 @@ async def _read_all(bootstrap: str, expected: int, timeout_s: float = 20) -> lis
         await consumer.stop()
 
 
-def _restarted(storage: Path, log: Path) -> EmbeddedBroker:
-    return EmbeddedBroker(log_file=log, storage_dir=storage)
-
-
 def test_a_restarted_broker_continues_the_offsets_instead_of_overwriting_what_it_kept(tmp_path):
     """The first produce after a restart, before anything has read the partition, must append: Tansu reserves
     offsets by a conditional write of the partition's watermark, which an object store that ignores
     ``If-None-Match``/``If-Match`` turns into an overwrite from offset 0 (the first messages silently replaced)."""
     storage, log = tmp_path / "broker", tmp_path / "tansu.log"
     first, second = [f"first-{i}".encode() for i in range(5)], [f"second-{i}".encode() for i in range(5)]
-    with _restarted(storage, log) as broker:
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
         asyncio.run(_create(broker.bootstrap))
         assert asyncio.run(_produce(broker.bootstrap, first)) == [0, 1, 2, 3, 4]
-    with _restarted(storage, log) as broker:
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
         offsets = asyncio.run(_produce(broker.bootstrap, second))
         kept = asyncio.run(_read_all(broker.bootstrap, 10))
     assert offsets == [5, 6, 7, 8, 9], f"the restarted broker reserved {offsets}"
@@ -79,7 +77,7 @@ def test_a_write_cut_off_by_a_kill_does_not_wedge_the_partition(tmp_path):
     partition must still be readable and writable after a restart (a listing that showed the staging file made
     every fetch of the partition fail on its name)."""
     storage, log = tmp_path / "broker", tmp_path / "tansu.log"
-    with _restarted(storage, log) as broker:
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
         asyncio.run(_create(broker.bootstrap))
         asyncio.run(_produce(broker.bootstrap, [b"kept"]))
         object_store_pid = broker._s3.pid
@@ -87,27 +85,26 @@ def test_a_write_cut_off_by_a_kill_does_not_wedge_the_partition(tmp_path):
         # What the store's staging leaves when killed mid-write: a partial body under its temporary name.
         (records / ".tmp.0123456789abcdef0123456789abcdef").write_bytes(b"\x00partial")
         os.kill(object_store_pid, signal.SIGKILL)
-    with _restarted(storage, log) as broker:
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
         asyncio.run(_produce(broker.bootstrap, [b"after"]))
         kept = asyncio.run(_read_all(broker.bootstrap, 2))
     assert [value for _, value in kept] == [b"kept", b"after"]
 
 
-@pytest.mark.parametrize("writers", [8])
-def test_concurrent_producers_never_share_an_offset(tmp_path, writers):
+def test_concurrent_producers_never_share_an_offset(tmp_path):
     """Producers racing on one partition: every message gets its own offset and is read back (the watermark's
     conditional update is what serialises them)."""
     storage, log = tmp_path / "broker", tmp_path / "tansu.log"
 
     async def race(bootstrap: str) -> list[int]:
         lists = await asyncio.gather(*(_produce(bootstrap, [f"w{w}-{i}".encode() for i in range(10)])
-                                       for w in range(writers)))
+                                       for w in range(WRITERS)))
         return [o for offsets in lists for o in offsets]
 
-    with _restarted(storage, log) as broker:
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
         asyncio.run(_create(broker.bootstrap))
         offsets = asyncio.run(race(broker.bootstrap))
-        kept = asyncio.run(_read_all(broker.bootstrap, writers * 10))
-    assert sorted(offsets) == list(range(writers * 10))
-    assert sorted(value for _, value in kept) == sorted(f"w{w}-{i}".encode() for w in range(writers)
+        kept = asyncio.run(_read_all(broker.bootstrap, WRITERS * 10))
+    assert sorted(offsets) == list(range(WRITERS * 10))
+    assert sorted(value for _, value in kept) == sorted(f"w{w}-{i}".encode() for w in range(WRITERS)
                                                         for i in range(10))
