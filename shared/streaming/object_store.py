@@ -11,6 +11,10 @@ and nanio 0.1.7 does not do.
 - **No staging files in listings.** nanio writes an object to ``.tmp.<hex>`` beside it and renames it; a listing in
   between showed that name, and Tansu's fetch, which reads every name in a partition's ``records/`` as an offset,
   failed on it — for good once a ``kill -9`` had left one behind. Listings skip them; a start removes leftovers.
+- **Retention of what every group has consumed.** Tansu 0.6 deletes nothing (its ``DeleteRecords`` is
+  unimplemented) and answers a fetch by listing every batch object of the partition, so a partition fed one batch
+  per tweet stopped answering fetches after about a thousand batches. Whenever a group commits an offset, the
+  batches below the lowest offset any group has committed on that partition are deleted (docs/reliability.md).
 
 ``python -m shared.streaming.object_store --host 127.0.0.1 --port P --data-dir D``, with ``NANIO_ACCESS_KEY`` and
 ``NANIO_SECRET_KEY`` set (every request is SigV4-authenticated with them).
@@ -20,6 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
+import os
+import re
 import zlib
 from pathlib import Path
 
@@ -28,13 +36,22 @@ from nanio.auth.credentials import EnvCredentialResolver
 from nanio.config import Settings
 from nanio.errors import NoSuchKey, S3Error
 from nanio.etag import unquote_etag
-from nanio.storage.filesystem import FilesystemStorage
+from nanio.storage.backend import ListResult
+from nanio.storage.filesystem import FilesystemStorage, _decode_token, _encode_token
+from nanio.storage.metadata import read_metadata
+from nanio.storage.paths import META_DIR_NAME, is_internal_name
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.responses import Response
 
 STAGING_PREFIX = ".tmp."  # nanio's name for an object being written (FilesystemStorage.put_object)
+# Where Tansu's s3 engine keeps a group's committed offset and a partition's batches (tansu-storage dynostore.rs).
+COMMITTED_OFFSET_KEY = re.compile(
+    r"clusters/(?P<cluster>[^/]+)/groups/consumers/[^/]+/offsets/(?P<topic>[^/]+)/partitions/(?P<partition>\d{10})\.json")
+BATCH_SUFFIX = ".batch"  # records/<base offset, 20 digits>.batch
+
+log = logging.getLogger(__name__)
 
 
 class PreconditionFailed(S3Error):
@@ -44,13 +61,55 @@ class PreconditionFailed(S3Error):
 
 
 class StagingHiddenStorage(FilesystemStorage):
-    """nanio's storage whose listings leave out objects still being written."""
+    """nanio's storage whose listings leave out objects still being written, and list a folder of objects fast.
 
-    def list_objects(self, bucket: str, **kwargs):
-        listed = super().list_objects(bucket, **kwargs)
+    Tansu lists a partition's ``records/`` folder on every fetch, and gives the fetch up when the listing outlasts
+    the consumer's fetch wait. nanio spent 0.1 ms per key, three quarters of it re-validating paths it had just
+    read from the disk, so a consumer with 100 ms to wait could not get past a backlog of about 1,000 batches."""
+
+    def list_objects(self, bucket: str, *, prefix: str = "", delimiter: str | None = None, max_keys: int = 1000,
+                     continuation_token: str | None = None, start_after: str | None = None) -> ListResult:
+        listed = self._list_folder(bucket, prefix, delimiter, max_keys, continuation_token, start_after)
+        if listed is None:
+            listed = super().list_objects(bucket, prefix=prefix, delimiter=delimiter, max_keys=max_keys,
+                                          continuation_token=continuation_token, start_after=start_after)
         listed.contents[:] = [info for info in listed.contents
                               if not info.key.rpartition("/")[2].startswith(STAGING_PREFIX)]
         return listed
+
+    def _list_folder(self, bucket: str, prefix: str, delimiter: str | None, max_keys: int,
+                     continuation_token: str | None, start_after: str | None) -> ListResult | None:
+        """The same listing as nanio's for a prefix that names a folder holding only objects (what Tansu asks for);
+        None for anything else, which nanio lists."""
+        segments = prefix[:-1].split("/")
+        if (delimiter is not None or not prefix.endswith("/") or not 0 < max_keys <= 1000
+                or any(not segment or segment in (".", "..") or segment.startswith(".") for segment in segments)):
+            return None
+        bucket_root = os.path.join(self.data_dir, bucket)
+        try:
+            with os.scandir(os.path.join(bucket_root, *segments)) as entries:
+                entries = list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if any(entry.is_dir(follow_symlinks=False) or entry.is_symlink() for entry in entries):
+            return None
+        resume_after = _decode_token(continuation_token) if continuation_token else start_after
+        keys = sorted(prefix + entry.name for entry in entries if not is_internal_name(entry.name))
+        contents, truncated = [], False
+        for key in keys:
+            if resume_after is not None and key <= resume_after:
+                continue
+            if len(contents) == max_keys:
+                truncated = True
+                break
+            try:
+                contents.append(read_metadata(os.path.join(bucket_root, META_DIR_NAME, key + ".json"), key))
+            except FileNotFoundError:
+                continue  # deleted since the scan, or still being written (its sidecar comes last)
+            except (ValueError, KeyError, OSError):
+                return None  # nanio's listing copes with an unreadable sidecar
+        return ListResult(contents=contents, common_prefixes=[], is_truncated=truncated,
+                          next_continuation_token=_encode_token(contents[-1].key) if truncated else None)
 
 
 class ConditionalWrites:
@@ -89,6 +148,110 @@ class ConditionalWrites:
             await self.app(scope, receive, send)
 
 
+class ConsumedRetention:
+    """Deletes a partition's record batches that every consumer group with an offset on it has committed past.
+
+    A batch goes only when the *next* batch's base offset is at or below the lowest committed offset, so no record
+    anyone may still read is deleted, whatever a batch holds; the newest batch always stays (Tansu answers
+    "latest" from it). Groups commit only what they have finished with (the worker: after the ClickHouse write), so
+    a crash loses nothing. A partition no group has committed on keeps everything; a group that stopped for good
+    holds its partitions' batches until its offsets are deleted. Trims run one at a time in a thread, each
+    partition at most once per wave of commits."""
+
+    def __init__(self, storage: FilesystemStorage):
+        self.storage = storage
+        self._pending: dict[tuple[str, str, str, str], None] = {}
+        self._running: asyncio.Task | None = None
+
+    def committed(self, bucket: str, key: str) -> None:
+        """A PUT of ``key`` succeeded: trim its partition if it is a group's committed offset."""
+        match = COMMITTED_OFFSET_KEY.fullmatch(key)
+        if match is None:
+            return
+        self._pending[(bucket, match["cluster"], match["topic"], match["partition"])] = None
+        if self._running is None or self._running.done():
+            self._running = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._pending:
+            partition = next(iter(self._pending))
+            del self._pending[partition]
+            try:
+                await asyncio.to_thread(self.trim, *partition)
+            except OSError as exc:  # the next commit tries again; serving must go on
+                log.warning("retention of %s failed: %s", "/".join(partition[1:]), exc)
+
+    def trim(self, bucket: str, cluster: str, topic: str, partition: str) -> int:
+        """Delete what every group has consumed of one partition; how many batches went."""
+        cluster_dir = self.storage.data_dir / bucket / "clusters" / cluster
+        floors = []
+        for group in _subdirs(cluster_dir / "groups" / "consumers"):
+            try:
+                floors.append(json.loads((Path(group) / "offsets" / topic / "partitions" / f"{partition}.json")
+                                         .read_bytes())["offset"])
+            except FileNotFoundError:
+                continue  # this group has not committed on this partition
+        if not floors:
+            return 0
+        floor = min(floors)
+        records = cluster_dir / "topics" / topic / "partitions" / partition / "records"
+        try:
+            bases = sorted(int(name[:-len(BATCH_SUFFIX)]) for name in os.listdir(records)
+                           if name.endswith(BATCH_SUFFIX) and not name.startswith(STAGING_PREFIX))
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        for base, following in zip(bases, bases[1:]):
+            if following > floor:
+                break
+            self.storage.delete_object(bucket, (records / f"{base:0>20}{BATCH_SUFFIX}")
+                                       .relative_to(self.storage.data_dir / bucket).as_posix())
+            removed += 1
+        return removed
+
+    def trim_all(self) -> int:
+        """Trim every partition some group has committed on (at start: a restart trims what was committed)."""
+        removed = 0
+        for bucket in _subdirs(self.storage.data_dir):
+            root = Path(bucket)
+            for offset_file in root.glob("clusters/*/groups/consumers/*/offsets/*/partitions/*.json"):
+                match = COMMITTED_OFFSET_KEY.fullmatch(offset_file.relative_to(root).as_posix())
+                if match:
+                    removed += self.trim(root.name, match["cluster"], match["topic"], match["partition"])
+        return removed
+
+
+class RetentionOnCommit:
+    """ASGI middleware: after a PUT that succeeded, hand its key to :class:`ConsumedRetention`."""
+
+    def __init__(self, app, retention: ConsumedRetention):
+        self.app = app
+        self.retention = retention
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] != "PUT":
+            return await self.app(scope, receive, send)
+        status = []
+
+        async def send_noting_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, send_noting_status)
+        if status == [200]:
+            bucket, _, key = scope["path"].lstrip("/").partition("/")
+            self.retention.committed(bucket, key)
+
+
+def _subdirs(path: Path) -> list[str]:
+    try:
+        return [entry.path for entry in os.scandir(path)
+                if entry.is_dir(follow_symlinks=False) and not entry.name.startswith(".")]
+    except FileNotFoundError:
+        return []
+
+
 def remove_staging_leftovers(data_dir: Path) -> int:
     """Delete what writes cut short by a kill left behind (only safe before the server starts)."""
     removed = 0
@@ -105,6 +268,7 @@ def build(data_dir: Path, host: str, port: int) -> Starlette:
     app = build_app(settings)
     storage = app.state.storage = StagingHiddenStorage(settings.data_dir, chunk_size=settings.chunk_size)
     # Appended, so inside nanio's SigV4 middleware: an unauthenticated request learns nothing about any object.
+    app.user_middleware.append(Middleware(RetentionOnCommit, retention=ConsumedRetention(storage)))
     app.user_middleware.append(Middleware(ConditionalWrites, storage=storage))
     return app
 
@@ -119,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     args = parser.parse_args(argv)
     remove_staging_leftovers(args.data_dir)
+    ConsumedRetention(StagingHiddenStorage(args.data_dir.resolve())).trim_all()
     uvicorn.run(build(args.data_dir, args.host, args.port), host=args.host, port=args.port, workers=1,
                 access_log=False, log_level="warning")
 

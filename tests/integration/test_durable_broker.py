@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -108,3 +109,109 @@ def test_concurrent_producers_never_share_an_offset(tmp_path):
     assert sorted(offsets) == list(range(WRITERS * 10))
     assert sorted(value for _, value in kept) == sorted(f"w{w}-{i}".encode() for w in range(WRITERS)
                                                         for i in range(10))
+
+
+async def _commit(bootstrap: str, group: str, offset: int) -> None:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(TOPIC, 0)])
+        await consumer.commit({TopicPartition(TOPIC, 0): offset})
+    finally:
+        await consumer.stop()
+
+
+async def _resume(bootstrap: str, group: str, expected: int, commit: int | None = None,
+                  timeout_s: float = 20) -> list[int]:
+    """The offsets a member of ``group`` reads from where the group committed (earliest if it never did); then it
+    commits ``commit`` if given."""
+    consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        seen: list[int] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while len(seen) < expected and loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            seen += [m.offset for messages in batches.values() for m in messages]
+        if commit is not None:
+            await consumer.commit({TopicPartition(TOPIC, 0): commit})
+        return seen
+    finally:
+        await consumer.stop()
+
+
+def _batches_settled(records, timeout_s: float = 10) -> list[int]:
+    """The base offsets of the batches on disk, once the object store's trimming has stopped changing them."""
+    deadline, previous = time.monotonic() + timeout_s, None
+    while time.monotonic() < deadline:
+        current = sorted(int(path.name[:20]) for path in records.glob("*.batch"))
+        if current == previous:
+            return current
+        previous = current
+        time.sleep(0.3)
+    return previous
+
+
+def test_batches_every_group_has_committed_past_are_deleted_and_every_group_still_reads_on(tmp_path):
+    """Retention keeps what the slowest group has not consumed: a group behind the others pins the batches it has
+    still to read, each group resumes exactly at its committed offset, and after a restart the offsets continue."""
+    storage, log = tmp_path / "broker", tmp_path / "tansu.log"
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
+        asyncio.run(_create(broker.bootstrap))
+        asyncio.run(_produce(broker.bootstrap, [f"m{i}".encode() for i in range(40)]))
+        records = next(storage.rglob(f"topics/{TOPIC}/partitions/*/records"))
+        assert _batches_settled(records) == list(range(40))  # no group has committed: nothing may go
+        asyncio.run(_commit(broker.bootstrap, "behind", 10))
+        asyncio.run(_commit(broker.bootstrap, "ahead", 30))
+        assert _batches_settled(records) == list(range(10, 40))
+        assert asyncio.run(_resume(broker.bootstrap, "behind", 30, commit=35)) == list(range(10, 40))
+        assert _batches_settled(records) == list(range(30, 40))
+        assert asyncio.run(_resume(broker.bootstrap, "ahead", 10)) == list(range(30, 40))
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
+        assert asyncio.run(_produce(broker.bootstrap, [b"after"])) == [40]
+        assert asyncio.run(_resume(broker.bootstrap, "behind", 6)) == list(range(35, 41))
+        # A new group starts at the oldest batch still kept: what every group had consumed is gone.
+        assert asyncio.run(_resume(broker.bootstrap, "new", 11)) == list(range(30, 41))
+
+
+def test_a_partition_fed_one_batch_per_message_keeps_answering_a_consumer_that_commits(tmp_path):
+    """A live feed writes about one batch per tweet. Tansu lists every batch of a partition on each fetch and
+    gave up at the consumer's fetch wait: without retention a consumer waiting 100 ms received nothing more once
+    the partition held about 1,200 batches (benchmarks/durable_fetch_growth.py)."""
+    storage, log = tmp_path / "broker", tmp_path / "tansu.log"
+    produced = 1_500
+
+    async def feed_and_consume(bootstrap: str) -> tuple[list[int], float | None]:
+        consumer = AIOKafkaConsumer(TOPIC, bootstrap_servers=bootstrap, group_id="live", enable_auto_commit=False,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=100)
+        await consumer.start()
+        seen: list[int] = []
+
+        async def consume(until: int) -> None:
+            while len(seen) < until:
+                batches = await consumer.getmany(timeout_ms=500)
+                seen.extend(m.offset for messages in batches.values() for m in messages)
+                if batches:
+                    await consumer.commit()  # what it has finished with, as the worker does after its write
+
+        try:
+            reader = asyncio.create_task(consume(produced))
+            await _produce(bootstrap, [f"m{i}".encode() for i in range(produced)])
+            await asyncio.wait_for(reader, 30)
+            sent = time.monotonic()
+            await _produce(bootstrap, [b"probe"])
+            await asyncio.wait_for(consume(produced + 1), 10)
+            return seen, time.monotonic() - sent
+        finally:
+            await consumer.stop()
+
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
+        asyncio.run(_create(broker.bootstrap))
+        seen, probe_s = asyncio.run(feed_and_consume(broker.bootstrap))
+        records = next(storage.rglob(f"topics/{TOPIC}/partitions/*/records"))
+        kept = _batches_settled(records)
+    assert seen == list(range(produced + 1))
+    assert len(kept) <= 50, f"{len(kept)} batches kept after the group committed everything"
+    assert probe_s < 5
