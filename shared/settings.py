@@ -74,8 +74,8 @@ class Settings(BaseSettings):
     broker_storage: BrokerStorage = Field(
         BrokerStorage.memory,
         description="the embedded broker keeps messages in `memory` (lost when `run` ends) or `durable` "
-                    "(on disk under data_dir/broker: survives kill -9, ~7x slower produce; for runs of bounded size: "
-                    "a partition stalls after about a thousand single-tweet batches)",
+                    "(on disk under data_dir/broker: survives kill -9, ~7x slower produce, memory flat; batches every "
+                    "consumer group has committed past are deleted)",
     )
     data_dir: Path = Field(Path("var"), description="embedded ClickHouse data and run state")
     cache_dir: Path = Field(

@@ -6,9 +6,9 @@ Two storages (``STANCESTREAM_BROKER_STORAGE``):
 - ``durable``: messages and committed offsets on disk under ``<data_dir>/broker``, through Tansu's ``s3://``
   engine and a local S3-compatible server on loopback with a fresh random key per start: nanio, from PyPI, with the
   conditional writes Tansu's engine relies on (``shared.streaming.object_store``).
-  A ``kill -9`` of the whole stack loses nothing the broker acknowledged, and its memory stays flat. About seven
-  times slower to produce (docs/reliability.md), which is still far above what the classifier consumes; a partition
-  stops answering fetches after about a thousand batches, so it is for runs of bounded size.
+  A ``kill -9`` of the whole stack loses nothing the broker acknowledged, its memory stays flat, and the batches
+  every consumer group has committed past are deleted. About seven times slower to produce (docs/reliability.md),
+  which is still far above what the classifier consumes.
 
 Production points ``KAFKA_BOOTSTRAP`` at real Kafka instead.
 """

@@ -178,7 +178,7 @@ class ConsumedRetention:
             del self._pending[partition]
             try:
                 await asyncio.to_thread(self.trim, *partition)
-            except OSError as exc:  # the next commit tries again; serving must go on
+            except (OSError, ValueError, KeyError) as exc:  # the next commit tries again; serving goes on
                 log.warning("retention of %s failed: %s", "/".join(partition[1:]), exc)
 
     def trim(self, bucket: str, cluster: str, topic: str, partition: str) -> int:

@@ -35,6 +35,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from shared.settings import Settings
 from shared.streaming.faults import fault_point
+from shared.streaming.fetch_wait import FetchWait, behind
 from shared.streaming.processing import (
     BatchResult, ClassificationSink, InboundMessage, InvalidRatioGuard, LabelBatchProcessor, LabelSink, TweetBatchProcessor,
     origin_of, text_digest,
@@ -89,13 +90,23 @@ def faust_app(settings: Settings) -> faust.App:
 def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
     """Faust's consumer with another fetch wait. Faust fixes aiokafka's ``fetch_max_wait_ms`` at 1500, and Tansu
     answers a fetch only when that wait is over, not when data arrives: a 0.6 s median delay on every tweet at
-    light load (docs/benchmarks.md). A short wait costs a few idle fetches per second."""
+    light load (docs/benchmarks.md). A short wait costs a few idle fetches per second; it grows while fetches come
+    back empty from a backlog (``shared.streaming.fetch_wait``)."""
 
     class PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport):
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read when the consumer starts its fetcher
+            self._fetch_wait = FetchWait(fetch_max_wait_ms)
             return consumer
+
+        async def _fetch_records(self, consumer, active_partitions, timeout=None, max_records=None):
+            records = await super()._fetch_records(consumer, active_partitions, timeout=timeout,
+                                                   max_records=max_records)
+            # aiokafka's fetcher reads the wait anew for every fetch request it builds.
+            consumer._fetcher._fetch_max_wait_ms = self._fetch_wait.observe(
+                received=sum(map(len, records.values())), behind=behind(consumer, active_partitions or ()))
+            return records
 
     class PromptFetchConsumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self):

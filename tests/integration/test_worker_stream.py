@@ -214,3 +214,36 @@ def test_a_backlog_merges_into_batches_bounded_by_the_model_time_target(broker, 
     at_most_four, batches = asyncio.run(batch_sizes(1000.0, "b"))
     assert at_most_four < batches < 24  # takes queued behind the model merged
     assert clean_store.query("SELECT count() FROM classifications FINAL").scalar() == 192
+
+
+def test_a_backlog_longer_than_the_fetch_wait_can_list_still_drains(clean_store, store_dir, tiny_classifier, tmp_path):
+    """On durable broker storage Tansu lists every batch of a partition on each fetch and answers empty once the
+    listing outlasts the fetch wait: with its wait fixed at 10 ms the worker never received a backlog of 800
+    single-tweet batches. The wait grows while fetches come back empty from a partition that holds more."""
+    from aiokafka import AIOKafkaProducer
+
+    from shared.streaming.broker import EmbeddedBroker
+    from shared.streaming.topics import ensure_topics
+
+    backlog = 800
+    with EmbeddedBroker(log_file=tmp_path / "tansu.log", storage_dir=tmp_path / "broker") as durable:
+        settings = stream_settings(durable, store_dir, partitions=1, fetch_max_wait_ms=10)
+
+        async def scenario():
+            await ensure_topics(settings)
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all")
+            await producer.start()
+            try:  # one produce request per tweet: one batch object each, as a live feed writes them
+                for record in tweets(backlog, "b"):
+                    await producer.send_and_wait(physical(Topics.raw, settings), record.value, key=record.key)
+            finally:
+                await producer.stop()
+            stack = await Stack(settings, classifier=tiny_classifier).start()
+            try:
+                await wait_committed(stack, FeedReport(sent=backlog, end_offsets={0: backlog}), timeout=90)
+            finally:
+                await stack.stop()
+
+        asyncio.run(scenario())
+    assert clean_store.query("SELECT count(), uniqExact(tweet_id) FROM classifications FINAL "
+                             "WHERE tweet_id LIKE 'b%'").rows[0] == (backlog, backlog)
