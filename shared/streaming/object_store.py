@@ -85,11 +85,11 @@ class StagingHiddenStorage(FilesystemStorage):
         if (delimiter is not None or not prefix.endswith("/") or not 0 < max_keys <= 1000
                 or any(not segment or segment in (".", "..") or segment.startswith(".") for segment in segments)):
             return None
-        bucket_root = os.path.join(self.data_dir, bucket)
+        bucket_root = str(self._require_bucket_dir(bucket))  # nanio's checks of the bucket name, as its listing
         try:
             with os.scandir(os.path.join(bucket_root, *segments)) as entries:
                 entries = list(entries)
-        except (FileNotFoundError, NotADirectoryError):
+        except (OSError, ValueError):  # absent, not a folder, a NUL in the name: nanio answers as it does
             return None
         if any(entry.is_dir(follow_symlinks=False) or entry.is_symlink() for entry in entries):
             return None
@@ -176,10 +176,14 @@ class ConsumedRetention:
         while self._pending:
             partition = next(iter(self._pending))
             del self._pending[partition]
-            try:
-                await asyncio.to_thread(self.trim, *partition)
-            except (OSError, ValueError, KeyError) as exc:  # the next commit tries again; serving goes on
-                log.warning("retention of %s failed: %s", "/".join(partition[1:]), exc)
+            await asyncio.to_thread(self._trim_or_warn, *partition)
+
+    def _trim_or_warn(self, bucket: str, cluster: str, topic: str, partition: str) -> int:
+        try:
+            return self.trim(bucket, cluster, topic, partition)
+        except (OSError, ValueError, KeyError) as exc:  # the next commit tries again; serving goes on
+            log.warning("retention of %s/%s/%s failed: %s", cluster, topic, partition, exc)
+            return 0
 
     def trim(self, bucket: str, cluster: str, topic: str, partition: str) -> int:
         """Delete what every group has consumed of one partition; how many batches went."""
@@ -217,7 +221,7 @@ class ConsumedRetention:
             for offset_file in root.glob("clusters/*/groups/consumers/*/offsets/*/partitions/*.json"):
                 match = COMMITTED_OFFSET_KEY.fullmatch(offset_file.relative_to(root).as_posix())
                 if match:
-                    removed += self.trim(root.name, match["cluster"], match["topic"], match["partition"])
+                    removed += self._trim_or_warn(root.name, match["cluster"], match["topic"], match["partition"])
         return removed
 
 
