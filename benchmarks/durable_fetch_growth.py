@@ -69,18 +69,29 @@ async def _measure(bootstrap: str, records: Path, sizes: list[int], probes: int,
                     await consumer.commit({partition: held})
             await consumer.stop()
             received = [s for s in latencies if s is not None]
-            row = {"batches": held, "batches_on_disk": sum(1 for name in os.listdir(records) if name.endswith(".batch")),
+            row = {"batches": held, "batches_on_disk": await _settled_count(records),
                    "received": f"{len(received)} of {probes}",
                    "produce_to_receipt_s": round(statistics.median(received), 4) if received else None,
                    "produce_per_s_while_filling": round((size - (rows[-1]["batches"] if rows else 0)) / fill_s, 1)}
             rows.append(row)
             took = (f"{row['produce_to_receipt_s'] * 1000:.0f} ms (median)" if received
                     else f"never within {give_up_s:.0f} s")
-            log(f"{row['batches']:7d} batches ({row['batches_on_disk']} on disk): {row['received']} received, produce → receipt {took}; "
-                f"produce {row['produce_per_s_while_filling']:.0f}/s while filling")
+            log(f"{row['batches']:7d} batches ({row['batches_on_disk']} on disk): {row['received']} received, "
+                f"produce → receipt {took}; produce {row['produce_per_s_while_filling']:.0f}/s while filling")
     finally:
         await producer.stop()
     return rows
+
+
+async def _settled_count(records: Path, timeout_s: float = 10) -> int:
+    """Batch objects on disk once the object store's trimming (which runs after each commit) has stopped."""
+    deadline, previous = time.monotonic() + timeout_s, None
+    while True:
+        count = sum(1 for name in os.listdir(records) if name.endswith(".batch"))
+        if count == previous or time.monotonic() > deadline:
+            return count
+        previous = count
+        await asyncio.sleep(0.3)
 
 
 def main() -> None:

@@ -48,7 +48,8 @@ from starlette.responses import Response
 STAGING_PREFIX = ".tmp."  # nanio's name for an object being written (FilesystemStorage.put_object)
 # Where Tansu's s3 engine keeps a group's committed offset and a partition's batches (tansu-storage dynostore.rs).
 COMMITTED_OFFSET_KEY = re.compile(
-    r"clusters/(?P<cluster>[^/]+)/groups/consumers/[^/]+/offsets/(?P<topic>[^/]+)/partitions/(?P<partition>\d{10})\.json")
+    r"clusters/(?P<cluster>[^/]+)/groups/consumers/[^/]+/offsets/(?P<topic>[^/]+)"
+    r"/partitions/(?P<partition>\d{10})\.json")
 BATCH_SUFFIX = ".batch"  # records/<base offset, 20 digits>.batch
 
 log = logging.getLogger(__name__)
