@@ -19,19 +19,16 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.streaming.broker import EmbeddedBroker
+from shared.streaming.topics import create_topic
 from shared.streaming.fetch_wait import FetchWait, behind
 
 TOPIC = "backlog"
 
 
 async def _fill(bootstrap: str, backlog: int) -> float:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])
-    await admin.close()
+    await create_topic(bootstrap, TOPIC)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await producer.start()
     start = time.perf_counter()

@@ -17,18 +17,15 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.streaming.broker import EmbeddedBroker
+from shared.streaming.topics import create_topic
 
 TOPIC = "rate.check"
 
 
 async def _round(bootstrap: str, n: int, size: int) -> dict[str, float]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])
-    await admin.close()
+    await create_topic(bootstrap, TOPIC)
     payload = b"x" * size
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()

@@ -12,16 +12,13 @@ import sys
 import time
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.streaming.broker import EmbeddedBroker
+from shared.streaming.topics import create_topic
 
 
 async def measure(bootstrap: str, topic: str, wait_ms: int, n: int = 20) -> list[float]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    await admin.create_topics([NewTopic(topic, 1, 1)])
-    await admin.close()
+    await create_topic(bootstrap, topic)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, fetch_max_wait_ms=wait_ms,
                                 auto_offset_reset="earliest", group_id=None)

@@ -6,14 +6,14 @@ and then reads batches only until the wait is over (docs/reliability.md): with a
 thousands of single-tweet batches came a few records per fetch, or not at all. So while the broker holds more than
 the consumer has read and a poll brings fewer than ``PLENTY`` records, the wait doubles, up to ``CAP_MS``; it holds
 while the backlog drains (a fetch that finds data returns as soon as it has read it, however long it may wait) and
-drops back once the consumer has caught up. In memory a fetch reads everything there is at once, so a consumer that
-is still behind after a poll received thousands of records: the wait stays short.
+drops back once the consumer has caught up. In memory a fetch reads everything there is at once, so a poll leaves
+the consumer behind only when it brought a fetch's whole size: the wait stays short (traced, docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 PLENTY = 100  # records: fewer, from a partition that holds more, means the fetch spent its wait listing
-CAP_MS = 4_000  # under half of the worker's 10 s session timeout; lists ~100,000 batches at the 26 µs each measured
+CAP_MS = 4_000  # under half of the worker's 10 s session timeout; a 10,000-batch backlog drained reaching it
 
 
 class FetchWait:

@@ -41,6 +41,18 @@ async def ensure_topics(settings: Settings, topics: tuple[Topics, ...] = tuple(T
         await admin.close()
 
 
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
+    """Create one topic outside the product's (the benchmarks' and tests' own), replication factor 1."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
+
 class CommittedOffsets:
     """The worker group's committed offsets, read over one admin connection kept open between calls (callers
     poll it every second or so)."""

@@ -90,8 +90,8 @@ def faust_app(settings: Settings) -> faust.App:
 def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
     """Faust's consumer with another fetch wait. Faust fixes aiokafka's ``fetch_max_wait_ms`` at 1500, and Tansu
     answers a fetch only when that wait is over, not when data arrives: a 0.6 s median delay on every tweet at
-    light load (docs/benchmarks.md). A short wait costs a few idle fetches per second; it grows while fetches come
-    back empty from a backlog (``shared.streaming.fetch_wait``)."""
+    light load (docs/benchmarks.md). A short wait costs a few idle fetches per second; it grows while a backlog on
+    durable storage trickles in (``shared.streaming.fetch_wait``)."""
 
     class PromptFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport):

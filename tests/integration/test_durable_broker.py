@@ -10,23 +10,14 @@ import time
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.streaming.broker import EmbeddedBroker
+from shared.streaming.topics import create_topic
 
 pytestmark = pytest.mark.kafka  # a real Tansu process (durable storage: each test starts its own)
 
 TOPIC = "durable.check"
 WRITERS = 8
-
-
-async def _create(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 async def _produce(bootstrap: str, values: list[bytes]) -> list[int]:
@@ -64,7 +55,7 @@ def test_a_restarted_broker_continues_the_offsets_instead_of_overwriting_what_it
     storage, log = tmp_path / "broker", tmp_path / "tansu.log"
     first, second = [f"first-{i}".encode() for i in range(5)], [f"second-{i}".encode() for i in range(5)]
     with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
-        asyncio.run(_create(broker.bootstrap))
+        asyncio.run(create_topic(broker.bootstrap, TOPIC))
         assert asyncio.run(_produce(broker.bootstrap, first)) == [0, 1, 2, 3, 4]
     with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
         offsets = asyncio.run(_produce(broker.bootstrap, second))
@@ -79,7 +70,7 @@ def test_a_write_cut_off_by_a_kill_does_not_wedge_the_partition(tmp_path):
     every fetch of the partition fail on its name)."""
     storage, log = tmp_path / "broker", tmp_path / "tansu.log"
     with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
-        asyncio.run(_create(broker.bootstrap))
+        asyncio.run(create_topic(broker.bootstrap, TOPIC))
         asyncio.run(_produce(broker.bootstrap, [b"kept"]))
         object_store_pid = broker._s3.pid
         records = next(storage.rglob(f"topics/{TOPIC}/partitions/*/records"))
@@ -103,7 +94,7 @@ def test_concurrent_producers_never_share_an_offset(tmp_path):
         return [o for offsets in lists for o in offsets]
 
     with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
-        asyncio.run(_create(broker.bootstrap))
+        asyncio.run(create_topic(broker.bootstrap, TOPIC))
         offsets = asyncio.run(race(broker.bootstrap))
         kept = asyncio.run(_read_all(broker.bootstrap, WRITERS * 10))
     assert sorted(offsets) == list(range(WRITERS * 10))
@@ -159,7 +150,7 @@ def test_batches_every_group_has_committed_past_are_deleted_and_every_group_stil
     still to read, each group resumes exactly at its committed offset, and after a restart the offsets continue."""
     storage, log = tmp_path / "broker", tmp_path / "tansu.log"
     with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
-        asyncio.run(_create(broker.bootstrap))
+        asyncio.run(create_topic(broker.bootstrap, TOPIC))
         asyncio.run(_produce(broker.bootstrap, [f"m{i}".encode() for i in range(40)]))
         records = next(storage.rglob(f"topics/{TOPIC}/partitions/*/records"))
         assert _batches_settled(records) == list(range(40))  # no group has committed: nothing may go
@@ -208,7 +199,7 @@ def test_a_partition_fed_one_batch_per_message_keeps_answering_a_consumer_that_c
             await consumer.stop()
 
     with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
-        asyncio.run(_create(broker.bootstrap))
+        asyncio.run(create_topic(broker.bootstrap, TOPIC))
         seen, probe_s = asyncio.run(feed_and_consume(broker.bootstrap))
         records = next(storage.rglob(f"topics/{TOPIC}/partitions/*/records"))
         kept = _batches_settled(records)
