@@ -164,12 +164,15 @@ class ConsumedRetention:
         self._pending: dict[tuple[str, str, str, str], None] = {}
         self._running: asyncio.Task | None = None
 
-    def committed(self, bucket: str, key: str) -> None:
-        """A PUT of ``key`` succeeded: trim its partition if it is a group's committed offset."""
+    @staticmethod
+    def partition_of(bucket: str, key: str) -> tuple[str, str, str, str] | None:
+        """(bucket, cluster, topic, partition) when ``key`` is a group's committed offset, else None."""
         match = COMMITTED_OFFSET_KEY.fullmatch(key)
-        if match is None:
-            return
-        self._pending[(bucket, match["cluster"], match["topic"], match["partition"])] = None
+        return None if match is None else (bucket, match["cluster"], match["topic"], match["partition"])
+
+    def committed(self, partition: tuple[str, str, str, str]) -> None:
+        """A group's committed offset on ``partition`` was written: trim it soon."""
+        self._pending[partition] = None
         if self._running is None or self._running.done():
             self._running = asyncio.get_running_loop().create_task(self._drain())
 
@@ -216,25 +219,26 @@ class ConsumedRetention:
 
     def trim_all(self) -> int:
         """Trim every partition some group has committed on (at start: a restart trims what was committed)."""
-        removed = 0
-        for bucket in _subdirs(self.storage.data_dir):
-            root = Path(bucket)
-            for offset_file in root.glob("clusters/*/groups/consumers/*/offsets/*/partitions/*.json"):
-                match = COMMITTED_OFFSET_KEY.fullmatch(offset_file.relative_to(root).as_posix())
-                if match:
-                    removed += self._trim_or_warn(root.name, match["cluster"], match["topic"], match["partition"])
-        return removed
+        partitions = {self.partition_of(Path(bucket).name, offset_file.relative_to(bucket).as_posix())
+                      for bucket in _subdirs(self.storage.data_dir)
+                      for offset_file in Path(bucket).glob("clusters/*/groups/consumers/*/offsets/*/partitions/*.json")}
+        return sum(self._trim_or_warn(*partition) for partition in partitions - {None})
 
 
 class RetentionOnCommit:
-    """ASGI middleware: after a PUT that succeeded, hand its key to :class:`ConsumedRetention`."""
+    """ASGI middleware: after a PUT of a group's committed offset succeeded, hand its partition to
+    :class:`ConsumedRetention`."""
 
     def __init__(self, app, retention: ConsumedRetention):
         self.app = app
         self.retention = retention
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http" or scope["method"] != "PUT":
+        partition = None
+        if scope["type"] == "http" and scope["method"] == "PUT":
+            bucket, _, key = scope["path"].lstrip("/").partition("/")
+            partition = self.retention.partition_of(bucket, key)
+        if partition is None:  # batches and watermarks pass straight through
             return await self.app(scope, receive, send)
         status = []
 
@@ -245,8 +249,7 @@ class RetentionOnCommit:
 
         await self.app(scope, receive, send_noting_status)
         if status == [200]:
-            bucket, _, key = scope["path"].lstrip("/").partition("/")
-            self.retention.committed(bucket, key)
+            self.retention.committed(partition)
 
 
 def _subdirs(path: Path) -> list[str]:
