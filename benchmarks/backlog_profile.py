@@ -2,9 +2,10 @@
 
     .venv/bin/python benchmarks/backlog_profile.py --n 240
     .venv/bin/python benchmarks/backlog_profile.py --n 240 --rate 4   # a steady offer instead of a burst
+    .venv/bin/python benchmarks/backlog_profile.py --n 300 --rate 6 --paced-warm-up   # and no burst before it
 
-An embedded stack with default settings (served classifier, cache off) gets ``--n`` tweets of test.csv at once
-(or ``--rate`` per second); the processor's and the sink's methods are wrapped with timers, and each thread's CPU
+An embedded stack with default settings (served classifier, cache off) gets 32 warm-up tweets at once, then ``--n``
+tweets of test.csv at once (or ``--rate`` per second); the processor's and the sink's methods are wrapped with timers, and each thread's CPU
 time is read from /proc. Then the classifier alone on the same batches, in the same process, for comparison
 (docs/benchmarks.md, "Keeping up with a live feed").
 """
@@ -15,11 +16,13 @@ import argparse
 import asyncio
 import json
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import os
 
+import psutil
 from services.bench.main import read_tweets
 from shared.streaming.pacing import RatePacer
 from services.stack.stack import Stack
@@ -36,15 +39,28 @@ batches: list[list[str]] = []
 def thread_cpu() -> dict[str, float]:
     """CPU seconds per thread name of this process (utime + stime from /proc/self/task/*/stat)."""
     tick = os.sysconf("SC_CLK_TCK")
+    python_names = {thread.native_id: thread.name for thread in threading.enumerate()}
     out: dict[str, float] = {}
     for task in os.listdir("/proc/self/task"):
         try:
             stat = open(f"/proc/self/task/{task}/stat").read()
         except OSError:
             continue
-        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        name = python_names.get(int(task)) or stat[stat.index("(") + 1: stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
         out[f"{name}#{task}"] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def children_cpu() -> dict[str, float]:
+    """CPU seconds of each child process (the broker, its object store), keyed by name and pid."""
+    out: dict[str, float] = {}
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+            out[f"{child.name()}#{child.pid}"] = times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
     return out
 
 
@@ -75,7 +91,7 @@ async def offer(stack: Stack, producer, texts: list[str], prefix: str, rate: flo
         await asyncio.sleep(0.05)
 
 
-async def profile(texts: list[str], rate: float | None) -> tuple[float, Stack, dict[str, float]]:
+async def profile(texts: list[str], rate: float | None, paced_warm_up: bool) -> tuple[float, Stack, dict[str, float]]:
     from aiokafka import AIOKafkaProducer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,15 +101,15 @@ async def profile(texts: list[str], rate: float | None) -> tuple[float, Stack, d
         producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap, linger_ms=0)
         await producer.start()
         try:
-            await offer(stack, producer, texts[:32], "warm-")
+            await offer(stack, producer, texts[:32], "warm-", rate if paced_warm_up else None)
             for key in spent:
                 spent[key] = 0.0
             batches.clear()
-            cpu = thread_cpu()
+            cpu = thread_cpu() | children_cpu()
             started = time.perf_counter()
             await offer(stack, producer, texts[32:], "backlog-", rate)
             wall = time.perf_counter() - started
-            used = {k: v - cpu.get(k, 0.0) for k, v in thread_cpu().items()}
+            used = {k: v - cpu.get(k, 0.0) for k, v in (thread_cpu() | children_cpu()).items()}
             return wall, stack, {k: v / wall for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0.01 * wall}
         finally:
             await producer.stop()
@@ -104,17 +120,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=240)
     parser.add_argument("--rate", type=float, default=None, help="tweets per second (default: all at once)")
+    parser.add_argument("--paced-warm-up", action="store_true",
+                        help="offer the 32 warm-up tweets at --rate too: a live feed that never comes in a burst")
     args = parser.parse_args()
     texts, _ = read_tweets(DATA, args.n + 32)
     timed(TweetBatchProcessor, "classify_parsed", "classify")
     timed(ClickHouseSink, "write", "write")
     timed(ClickHouseSink, "stored_text_digests", "lookup")
-    wall, stack, cpu = asyncio.run(profile(texts, args.rate))
+    wall, stack, cpu = asyncio.run(profile(texts, args.rate, args.paced_warm_up))
     busy = spent["classify"]
     print(f"stack: {args.n / wall:.2f} tweets/s ({wall:.1f} s); model thread busy {busy:.1f} s ({busy / wall:.0%}), "
           f"{args.n / busy:.2f} tweets/s while busy; inserts {spent['write']:.1f} s; lookups {spent['lookup']:.1f} s; "
           f"batches {[len(b) for b in batches]}")
-    print("CPU per thread (cores): " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
+    print("CPU per thread and child process (cores): " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
     started = time.perf_counter()
     for batch in batches:
         stack.classifier.predict_proba(batch)

@@ -89,12 +89,11 @@ class Settings(BaseSettings):
     worker_group: str = Field("stancestream-worker", description="consumer group (Faust app id) of the workers")
 
     # --- batching -------------------------------------------------------------------------------------------
-    batch_size: int = Field(32, ge=1, description="most tweets per take from Kafka (a micro-batch under light load)")
-    batch_max_wait_s: float = Field(
-        0.05, gt=0, description="longest wait for a take to fill; the model is never kept waiting for it")
+    batch_size: int = Field(32, ge=1, description="most tweets per model call until the model's rate is measured, "
+                                                  "and the fewest `batch_target_s` may cap a call at")
     max_batch_size: int = Field(
-        128, ge=1, description="most tweets per model call: takes queued while the model was busy are merged up to "
-                               "this (and up to `batch_target_s` of model time)")
+        128, ge=1, description="most tweets per model call: tweets queued while the model was busy go together, up "
+                               "to this (and up to `batch_target_s` of model time)")
     batch_target_s: float = Field(
         3.0, gt=0, description="seconds of model time a merged batch may take at the model's measured rate: near "
                                "capacity, results flow steadily instead of in bursts of large batches")

@@ -19,7 +19,7 @@ def cli_env(tmp_path: Path, tiny_model_dir: Path) -> dict[str, str]:
     env |= {"STANCESTREAM_DATA_DIR": str(tmp_path / "var"), "STANCESTREAM_BASE_MODEL": str(tiny_model_dir),
             "STANCESTREAM_ADAPTER": "none",
             "STANCESTREAM_CACHE_DIR": str(tmp_path / "cache"), "STANCESTREAM_DEVICE": "cpu",
-            "STANCESTREAM_DTYPE": "fp32", "STANCESTREAM_BATCH_MAX_WAIT_S": "0.2",
+            "STANCESTREAM_DTYPE": "fp32",
             "STANCESTREAM_METRICS_PORT": "0"}
     return env
 

@@ -21,7 +21,7 @@ def stream_settings(broker, store_dir, base: Settings | None = None, **overrides
     """Settings with topics and a consumer group of their own, on the shared broker and store."""
     tag = uuid.uuid4().hex[:8]
     values = dict(kafka_bootstrap=broker.bootstrap, data_dir=store_dir, topic_prefix=f"t{tag}.",
-                  worker_group=f"g{tag}", partitions=2, batch_size=8, batch_max_wait_s=0.2, adapter=None,
+                  worker_group=f"g{tag}", partitions=2, batch_size=8, adapter=None,
                   metrics_port=0)
     values |= overrides
     return base.model_copy(update=values) if base is not None else Settings(**values)

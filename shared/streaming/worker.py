@@ -3,9 +3,9 @@ write, produce, then ack — as a pipeline, so that the model never waits for I/
 
 Delivery is at-least-once and an offset is committed only after its batch is durable in ClickHouse:
 
-1. ``noack_take`` hands over takes of events *without* acking them (plain ``take()`` acks in a ``finally``,
-   even when the loop body raised, so a failed insert would still be committed by Faust's commit timer).
-2. Takes queue up while the model is busy and are merged into one batch of up to what the model classifies in
+1. The stream is iterated *without* acking (``noack()``; Faust's plain ``take()`` acks in a ``finally``, even
+   when the loop body raised, so a failed insert would still be committed by Faust's commit timer).
+2. Events queue up as they arrive while the model is busy and go as one batch of up to what the model classifies in
    ``batch_target_s`` at its measured rate (``BatchLimit``, at most ``max_batch_size``): a backlog makes batches
    large enough to pack well, a light load small and prompt ones, and no batch holds its tweets for long. Near
    capacity a call waits (``batch_fill_s`` at most) for ``batch_fill_size`` tweets: small calls cost more per tweet.
@@ -118,7 +118,7 @@ def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
 class BatchLimit:
     """How many tweets go into one model call.
 
-    At most what the model classifies in ``target_s`` at its measured rate, between ``smallest`` (a take) and
+    At most what the model classifies in ``target_s`` at its measured rate, between ``smallest`` (the cap until the rate is known) and
     ``largest``. Tweets are packed into levelled rows, so a batch of a few seconds costs little more per tweet than a
     large one (docs/benchmarks.md); near capacity, batches of 128 (20-30 s on 2 cores) delivered results in bursts
     and held every tweet in them that long (docs/benchmarks.md).
@@ -129,6 +129,10 @@ class BatchLimit:
     ``fill_load`` of the model's rate on full calls (``full_rate``, calls of at least that size) or more over the last
     ``ARRIVALS_S``: under a lighter load no call ever waits. Not the rate of the latest calls: at a light load those
     hold a few tweets each and run at a fraction of capacity, and the fill would then start at a quarter of it.
+    But a feed that never came in a burst makes no full call to time: there, once small calls keep the model busy
+    ``SATURATED`` of the last ``ARRIVALS_S``, their rate stands in for ``full_rate`` (lower, so the fill starts a
+    little early) until a full call is timed. Measured: 1-3 tweet calls ran at 6.3 tweets/s where calls of ≈ 11
+    ran at 7.8-8.0 (docs/benchmarks.md, "A live feed that never came in a burst").
 
     Optionally only where the model's time pays for it: with ``fill_gain`` the fill waits only while full calls run
     at least that many times the rate of the smaller calls made near capacity (``short_rate``). On an AVX2 EPYC
@@ -138,6 +142,7 @@ class BatchLimit:
 
     SMOOTHING = 0.3  # weight of the newest batch in the rate's moving average
     ARRIVALS_S = 5.0
+    SATURATED = 0.9  # share of the last ARRIVALS_S in model calls: calls back to back, each taking what queued
 
     def __init__(self, smallest: int, largest: int, target_s: float, fill_size: int = 0, fill_s: float = 0.0,
                  fill_load: float = 0.6, fill_gain: float = 0.0, clock: Callable[[], float] = time.monotonic):
@@ -148,16 +153,26 @@ class BatchLimit:
         self.full_rate: float | None = None  # the same, over calls of at least the fill size
         self.short_rate: float | None = None  # the same, over smaller calls made near capacity (with fill_gain)
         self._arrivals: deque[tuple[float, int]] = deque()
+        self._calls: deque[tuple[float, float]] = deque()  # (when it ended, model seconds)
 
     def observe(self, tweets: int, seconds: float) -> None:
         if tweets and seconds > 0:
             full = tweets >= min(self.fill_size, self.most())
             rate = tweets / seconds
             self.rate = self._smoothed(self.rate, rate)
+            now = self._clock()
+            self._calls.append((now, seconds))
+            while self._calls[0][0] <= now - self.ARRIVALS_S:
+                self._calls.popleft()
             if full:
                 self.full_rate = self._smoothed(self.full_rate, rate)
+            elif self.full_rate is None and self.fill_s and self._busy_share() >= self.SATURATED:
+                self.full_rate = self.rate
             elif self.fill_gain and self._near_capacity():  # only the gate reads it
                 self.short_rate = self._smoothed(self.short_rate, rate)
+
+    def _busy_share(self) -> float:
+        return sum(seconds for _, seconds in self._calls) / self.ARRIVALS_S
 
     def _smoothed(self, average: float | None, rate: float) -> float:
         return rate if average is None else self.SMOOTHING * rate + (1 - self.SMOOTHING) * average
@@ -191,41 +206,35 @@ class BatchLimit:
 
 
 class _Backlog:
-    """Takes waiting for the model, at most ``limit`` events; ``next_batch`` merges them in arrival order."""
+    """Events waiting for the model, at most ``limit``; ``next_batch`` hands over the oldest, up to a batch."""
 
     def __init__(self, limit: int):
         self.limit = limit
-        self._takes: deque[list] = deque()
-        self._size = 0
+        self._events: deque = deque()
         self._changed = asyncio.Condition()
 
-    async def put(self, take: list) -> None:
+    async def put(self, event) -> None:
         async with self._changed:
-            await self._changed.wait_for(lambda: self._size < self.limit)
-            self._takes.append(take)
-            self._size += len(take)
+            await self._changed.wait_for(lambda: len(self._events) < self.limit)
+            self._events.append(event)
             self._changed.notify_all()
 
     async def fill(self, size: int, timeout: float) -> None:
         """Return once ``size`` events are queued, or after ``timeout`` seconds."""
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(lambda: self._size >= size), timeout)
+                await asyncio.wait_for(self._changed.wait_for(lambda: len(self._events) >= size), timeout)
             except asyncio.TimeoutError:
                 pass
 
     @property
     def size(self) -> int:
-        return self._size
+        return len(self._events)
 
     async def next_batch(self, most: int) -> list:
         async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._takes))
-            batch: list = []
-            while self._takes and (not batch or len(batch) + len(self._takes[0]) <= most):
-                take = self._takes.popleft()
-                batch += take
-                self._size -= len(take)
+            await self._changed.wait_for(lambda: bool(self._events))
+            batch = [self._events.popleft() for _ in range(min(most, len(self._events)))]
             self._changed.notify_all()
             return batch
 
@@ -332,15 +341,12 @@ def build_worker(
     async def durable_batches(stream, prepare: Callable[[list[InboundMessage]], Awaitable[object]],
                               commit: Callable[[list[InboundMessage], object], Awaitable[None]],
                               limit: BatchLimit | None = None) -> None:
-        """Take micro-batches and merge what queued into batches that ``limit`` allows (default: at most
-        ``max_batch_size``, never waiting to fill); ``prepare`` them one
-        at a time, ``commit`` (write and publish) them one at a time in the same order, concurrently with the next
+        """Queue events as they arrive and hand what queued to the model in batches that ``limit`` allows (default:
+        at most ``max_batch_size``, never waiting to fill); ``prepare`` them one at a time, ``commit`` (write and publish) them one at a time in the same order, concurrently with the next
         ``prepare``; ack a batch's events only once its ``commit`` returned. A failure parks the pipeline: that
         batch and every later one stay unacked."""
-        # ``noack()`` first: ``noack_take`` restores the stream's own ack setting when its generator is closed
-        # (on shutdown, or if the loop body raised), after which Faust acks every message still flowing
-        # through the stream, processed or not. On a no-ack stream there is nothing to restore.
-        batches = stream.noack()
+        # A no-ack stream: an event is acked only by ``events_in.ack`` below, once its batch is written and published.
+        events_in = stream.noack()
         backlog = _Backlog(settings.max_batch_size)
         prepared: asyncio.Queue = asyncio.Queue(maxsize=settings.in_flight_batches)
 
@@ -373,16 +379,19 @@ def build_worker(
                     await commit(messages, result)
                     fault_point("before_ack")
                     for event in events:  # durable and published: now the offsets may be committed
-                        await batches.ack(event)
+                        await events_in.ack(event)
                 except Exception as exc:
                     await stop_here(exc)
 
         stages = [asyncio.create_task(preparing(), name="prepare"), asyncio.create_task(committing(), name="commit")]
         try:
-            async for events in batches.noack_take(settings.batch_size, within=settings.batch_max_wait_s):
-                await backlog.put(events)
+            # Each event goes to the backlog as it arrives: no take timer wakes the loop while nothing comes (20
+            # times a second per agent, CPU the model's threads lose on a small machine), and a tweet waits for
+            # the model, not for a take to fill.
+            async for event in events_in.events():
+                await backlog.put(event)
                 if limit:
-                    limit.arrived(len(events))
+                    limit.arrived(1)
         finally:
             for stage in stages:
                 stage.cancel()

@@ -164,7 +164,7 @@ def test_near_capacity_a_call_waits_for_its_batch_to_fill_and_every_tweet_arrive
 
     async def small_calls(fill_s: float, prefix: str) -> tuple[float, float]:
         settings = stream_settings(broker, store_dir, partitions=1, batch_size=32, max_batch_size=64,
-                                   batch_max_wait_s=0.05, batch_target_s=1000.0, batch_fill_size=32,
+                                   batch_target_s=1000.0, batch_fill_size=32,
                                    batch_fill_s=fill_s, batch_fill_load=0.001, batch_fill_gain=0.0)
         stack = await Stack(settings, classifier=tiny_classifier).start()
         try:
@@ -174,7 +174,7 @@ def test_near_capacity_a_call_waits_for_its_batch_to_fill_and_every_tweet_arrive
             registry = stack.telemetry.registry
             before = registry.get_sample_value("stancestream_batch_size_bucket", {"le": "16.0"})
             paced = await produce_feed(settings.kafka_bootstrap, topic, iter(tweets(96, f"{prefix}p")), FeedReport(),
-                                       rate=60)  # takes of ≈ 3 tweets (60/s, 0.05 s each)
+                                       rate=60)  # a tweet every 17 ms
             await wait_committed(stack, paced)
             return (registry.get_sample_value("stancestream_batch_size_bucket", {"le": "16.0"}) - before,
                     registry.get_sample_value("stancestream_batch_size_sum"))
@@ -182,7 +182,7 @@ def test_near_capacity_a_call_waits_for_its_batch_to_fill_and_every_tweet_arrive
             await stack.stop()
 
     small, total = asyncio.run(small_calls(0.0, "n"))
-    assert total == 160 and small >= 8  # no fill: the model takes the few tweets each take brings
+    assert total == 160 and small >= 8  # no fill: the model takes the few tweets that queued during its last call
     small, total = asyncio.run(small_calls(2.0, "f"))
     assert total == 160
     assert small <= 1  # the paced tweets wait for 32 at a time; only the tail waits out the 2 s and goes short
@@ -191,13 +191,13 @@ def test_near_capacity_a_call_waits_for_its_batch_to_fill_and_every_tweet_arrive
 
 def test_a_backlog_merges_into_batches_bounded_by_the_model_time_target(broker, clean_store, store_dir,
                                                                          tiny_classifier):
-    """``STANCESTREAM_BATCH_TARGET_S`` bounds how many queued takes merge into one model call: a target far below
-    one take's model time keeps every batch at a take (4), a generous one lets a backlog merge up to
+    """``STANCESTREAM_BATCH_TARGET_S`` bounds how many queued tweets go into one model call: a target far below
+    one tweet's model time keeps every batch at ``batch_size`` (4), a generous one lets a backlog go up to
     ``max_batch_size``."""
 
     async def batch_sizes(target_s: float, prefix: str) -> tuple[float, float]:
         settings = stream_settings(broker, store_dir, partitions=1, batch_size=4, max_batch_size=64,
-                                   batch_max_wait_s=0.05, batch_target_s=target_s)
+                                   batch_target_s=target_s)
         stack = await Stack(settings, classifier=tiny_classifier).start()
         try:
             report = await produce_feed(settings.kafka_bootstrap, physical(Topics.raw, settings), iter(tweets(96, prefix)),
@@ -210,9 +210,9 @@ def test_a_backlog_merges_into_batches_bounded_by_the_model_time_target(broker, 
             await stack.stop()
 
     at_most_four, batches = asyncio.run(batch_sizes(1e-6, "a"))
-    assert at_most_four == batches >= 24  # 96 tweets, never more than a take per model call
+    assert at_most_four == batches >= 24  # 96 tweets, never more than batch_size per model call
     at_most_four, batches = asyncio.run(batch_sizes(1000.0, "b"))
-    assert at_most_four < batches < 24  # takes queued behind the model merged
+    assert at_most_four < batches < 24  # tweets queued behind the model went together
     assert clean_store.query("SELECT count() FROM classifications FINAL").scalar() == 192
 
 

@@ -1,4 +1,4 @@
-"""The worker's pipeline parts: takes merged in arrival order under backlog, bounded by count and by model time,
+"""The worker's pipeline parts: events queued in arrival order under backlog, bounded by count and by model time,
 filled near capacity only and where fuller calls are cheaper; in-flight texts tracked."""
 
 from __future__ import annotations
@@ -11,30 +11,34 @@ from shared.messages import Tweet
 from shared.streaming.worker import BatchLimit, _Backlog, _UnwrittenTexts
 
 
-def test_backlog_merges_queued_takes_in_order_up_to_the_most():
+def test_backlog_hands_over_queued_events_in_order_up_to_the_most():
     async def scenario():
         backlog = _Backlog(limit=100)
-        for take in ([1, 2], [3], [4, 5, 6], [7, 8]):
-            await backlog.put(take)
+        for event in range(1, 9):
+            await backlog.put(event)
         return await backlog.next_batch(most=6), await backlog.next_batch(most=6)
 
     assert asyncio.run(scenario()) == ([1, 2, 3, 4, 5, 6], [7, 8])
 
 
-def test_backlog_hands_over_a_lone_take_at_once_and_never_splits_one():
+def test_backlog_hands_over_a_lone_event_at_once():
     async def scenario():
         backlog = _Backlog(limit=100)
-        await backlog.put(list(range(10)))
-        return await asyncio.wait_for(backlog.next_batch(most=4), timeout=1)
+        waiting = asyncio.create_task(backlog.next_batch(most=4))
+        await asyncio.sleep(0.05)
+        assert not waiting.done()  # nothing queued yet
+        await backlog.put("e")
+        return await asyncio.wait_for(waiting, timeout=1)
 
-    assert asyncio.run(scenario()) == list(range(10))
+    assert asyncio.run(scenario()) == ["e"]
 
 
 def test_backlog_put_waits_while_the_model_is_behind():
     async def scenario():
         backlog = _Backlog(limit=4)
-        await backlog.put([1, 2, 3, 4])
-        blocked = asyncio.create_task(backlog.put([5]))
+        for event in (1, 2, 3, 4):
+            await backlog.put(event)
+        blocked = asyncio.create_task(backlog.put(5))
         await asyncio.sleep(0.05)
         assert not blocked.done()
         assert await backlog.next_batch(most=10) == [1, 2, 3, 4]
@@ -59,10 +63,10 @@ def test_unwritten_texts_answer_until_the_last_batch_holding_an_id_is_written():
     assert unwritten.lookup(["a"]) == {}
 
 
-def test_batch_limit_follows_the_models_measured_rate_between_a_take_and_the_most():
+def test_batch_limit_follows_the_models_measured_rate_between_the_smallest_cap_and_the_most():
     limit = BatchLimit(smallest=32, largest=128, target_s=3.0)
-    assert limit.most() == 32  # nothing measured yet: one take
-    limit.observe(60, 10.0)  # 6 tweets/s: 18 tweets in 3 s, but never less than a take
+    assert limit.most() == 32  # nothing measured yet: the smallest cap
+    limit.observe(60, 10.0)  # 6 tweets/s: 18 tweets in 3 s, but never less than the smallest cap
     assert limit.most() == 32
     for _ in range(20):
         limit.observe(120, 10.0)  # 12 tweets/s: 36 in 3 s
@@ -118,6 +122,31 @@ def test_batch_limit_fills_calls_only_while_tweets_arrive_near_the_models_rate()
     assert off.fill(queued=0) is None
 
 
+def test_batch_limit_fills_a_feed_that_never_came_in_a_burst_once_small_calls_keep_the_model_busy():
+    now = [0.0]
+    limit = BatchLimit(smallest=32, largest=128, target_s=3.0, fill_size=64, fill_s=0.5, clock=lambda: now[0])
+
+    def calls(tweets: int, seconds: float, idle_s: float, n: int = 20) -> None:
+        for _ in range(n):
+            now[0] += seconds
+            limit.arrived(tweets)
+            limit.observe(tweets, seconds)
+            now[0] += idle_s
+
+    calls(1, 0.2, idle_s=0.8)  # a light load: one tweet a second, the model busy a fifth of the time
+    assert limit.full_rate is None and limit.fill(queued=0) is None
+    calls(3, 0.5, idle_s=0.0)  # 6 tweets/s in calls of 3, back to back: saturated, yet never a full call
+    assert limit.full_rate == pytest.approx(6.0, rel=0.01)  # their rate stands in
+    assert limit.fill(queued=3) == (32, 0.5)  # wait for fuller calls (most() is 32 at 6/s over 3 s: 18 → 32)
+    limit.observe(64, 4.0)  # a full call, timed: its rate takes over from the stand-in
+    assert limit.full_rate == pytest.approx(0.3 * 16 + 0.7 * 6.0, rel=0.01)
+    off = BatchLimit(smallest=32, largest=128, target_s=3.0, fill_size=64, fill_s=0.0, clock=lambda: now[0])
+    for _ in range(20):
+        now[0] += 0.5
+        off.observe(3, 0.5)
+    assert off.full_rate is None  # no fill, nothing to stand in for
+
+
 def test_batch_limit_with_a_gain_fills_only_where_fuller_calls_are_cheaper_per_tweet():
     now = [0.0]
 
@@ -152,10 +181,12 @@ def test_backlog_fill_returns_once_enough_queued_or_when_the_wait_is_over():
     async def scenario():
         backlog = _Backlog(limit=100)
         filling = asyncio.create_task(backlog.fill(5, timeout=5.0))
-        await backlog.put([1, 2, 3])
+        for event in (1, 2, 3):
+            await backlog.put(event)
         await asyncio.sleep(0.05)
         assert not filling.done()
-        await backlog.put([4, 5])
+        for event in (4, 5):
+            await backlog.put(event)
         await asyncio.wait_for(filling, timeout=1)  # well before its 5 s
         started = asyncio.get_running_loop().time()
         await backlog.fill(50, timeout=0.2)  # never comes: returns at the timeout, without raising
