@@ -2,12 +2,12 @@
 
     .venv/bin/python benchmarks/backlog_profile.py --n 240
     .venv/bin/python benchmarks/backlog_profile.py --n 240 --rate 4   # a steady offer instead of a burst
-    .venv/bin/python benchmarks/backlog_profile.py --n 300 --rate 6 --paced-warm-up   # and no burst before it
+    .venv/bin/python benchmarks/backlog_profile.py --n 300 --rate 6 --paced-warm-up   # no burst first
 
-An embedded stack with default settings (served classifier, cache off) gets 32 warm-up tweets at once, then ``--n``
-tweets of test.csv at once (or ``--rate`` per second); the processor's and the sink's methods are wrapped with timers, and each thread's CPU
-time is read from /proc. Then the classifier alone on the same batches, in the same process, for comparison
-(docs/benchmarks.md, "Keeping up with a live feed").
+An embedded stack with default settings (served classifier, cache off) gets 32 warm-up tweets at once, then
+``--n`` tweets of test.csv at once (or ``--rate`` per second); the processor's and the sink's methods are wrapped
+with timers, and the CPU time of each thread and child process (the broker) is read. Then the classifier alone on
+the same batches, in the same process, for comparison (docs/benchmarks.md, "Keeping up with a live feed").
 """
 
 from __future__ import annotations
@@ -16,17 +16,14 @@ import argparse
 import asyncio
 import json
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import os
-
-import psutil
+from idle_stack import threads
 from services.bench.main import read_tweets
-from shared.streaming.pacing import RatePacer
 from services.stack.stack import Stack
 from shared.settings import Settings
+from shared.streaming.pacing import RatePacer
 from shared.store.sinks import ClickHouseSink
 from shared.streaming.processing import TweetBatchProcessor
 from shared.streaming.topics import Topics, physical
@@ -36,32 +33,9 @@ spent = {"classify": 0.0, "write": 0.0, "lookup": 0.0}
 batches: list[list[str]] = []
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds per thread name of this process (utime + stime from /proc/self/task/*/stat)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    python_names = {thread.native_id: thread.name for thread in threading.enumerate()}
-    out: dict[str, float] = {}
-    for task in os.listdir("/proc/self/task"):
-        try:
-            stat = open(f"/proc/self/task/{task}/stat").read()
-        except OSError:
-            continue
-        name = python_names.get(int(task)) or stat[stat.index("(") + 1: stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[f"{name}#{task}"] = (int(fields[11]) + int(fields[12])) / tick
-    return out
-
-
-def children_cpu() -> dict[str, float]:
-    """CPU seconds of each child process (the broker, its object store), keyed by name and pid."""
-    out: dict[str, float] = {}
-    for child in psutil.Process().children(recursive=True):
-        try:
-            times = child.cpu_times()
-            out[f"{child.name()}#{child.pid}"] = times.user + times.system
-        except psutil.NoSuchProcess:
-            continue
-    return out
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds of each thread of this process and of its children (the broker)."""
+    return {name: cpu for name, (cpu, _) in threads().items()}
 
 
 def timed(cls, name: str, key: str) -> None:
@@ -105,11 +79,11 @@ async def profile(texts: list[str], rate: float | None, paced_warm_up: bool) -> 
             for key in spent:
                 spent[key] = 0.0
             batches.clear()
-            cpu = thread_cpu() | children_cpu()
+            cpu = cpu_seconds()
             started = time.perf_counter()
             await offer(stack, producer, texts[32:], "backlog-", rate)
             wall = time.perf_counter() - started
-            used = {k: v - cpu.get(k, 0.0) for k, v in (thread_cpu() | children_cpu()).items()}
+            used = {k: v - cpu.get(k, 0.0) for k, v in cpu_seconds().items()}
             return wall, stack, {k: v / wall for k, v in sorted(used.items(), key=lambda kv: -kv[1]) if v > 0.01 * wall}
         finally:
             await producer.stop()

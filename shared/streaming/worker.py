@@ -118,10 +118,10 @@ def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
 class BatchLimit:
     """How many tweets go into one model call.
 
-    At most what the model classifies in ``target_s`` at its measured rate, between ``smallest`` (the cap until the rate is known) and
-    ``largest``. Tweets are packed into levelled rows, so a batch of a few seconds costs little more per tweet than a
-    large one (docs/benchmarks.md); near capacity, batches of 128 (20-30 s on 2 cores) delivered results in bursts
-    and held every tweet in them that long (docs/benchmarks.md).
+    At most what the model classifies in ``target_s`` at its measured rate, between ``smallest`` (the cap until the
+    rate is known) and ``largest``. Tweets are packed into levelled rows, so a batch of a few seconds costs little
+    more per tweet than a large one (docs/benchmarks.md); near capacity, batches of 128 (20-30 s on 2 cores)
+    delivered results in bursts and held every tweet in them that long (docs/benchmarks.md).
 
     And, near capacity, at least ``fill_size`` if they come within ``fill_s``: a call of 16 tweets costs 1.25× per
     tweet what one of 160 does (docs/benchmarks.md), so a saturated worker that classified whatever queued during
@@ -342,10 +342,12 @@ def build_worker(
                               commit: Callable[[list[InboundMessage], object], Awaitable[None]],
                               limit: BatchLimit | None = None) -> None:
         """Queue events as they arrive and hand what queued to the model in batches that ``limit`` allows (default:
-        at most ``max_batch_size``, never waiting to fill); ``prepare`` them one at a time, ``commit`` (write and publish) them one at a time in the same order, concurrently with the next
-        ``prepare``; ack a batch's events only once its ``commit`` returned. A failure parks the pipeline: that
-        batch and every later one stay unacked."""
-        # A no-ack stream: an event is acked only by ``events_in.ack`` below, once its batch is written and published.
+        at most ``max_batch_size``, never waiting to fill); ``prepare`` them one at a time, ``commit`` (write and
+        publish) them one at a time in the same order, concurrently with the next ``prepare``; ack a batch's events
+        only once its ``commit`` returned. A failure parks the pipeline: that batch and every later one stay
+        unacked."""
+        # A no-ack stream: an event is acked only by ``events_in.ack`` below, once its batch is written and
+        # published.
         events_in = stream.noack()
         backlog = _Backlog(settings.max_batch_size)
         prepared: asyncio.Queue = asyncio.Queue(maxsize=settings.in_flight_batches)
