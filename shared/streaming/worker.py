@@ -115,6 +115,24 @@ def _prompt_fetch_consumer(fetch_max_wait_ms: int) -> type:
     return PromptFetchConsumer
 
 
+class _Recent:
+    """Amounts added over the last ``span_s`` seconds."""
+
+    def __init__(self, span_s: float, clock: Callable[[], float]):
+        self.span_s, self._clock = span_s, clock
+        self._items: deque[tuple[float, float]] = deque()
+
+    def add(self, amount: float) -> None:
+        now = self._clock()
+        self._items.append((now, amount))
+        while self._items[0][0] <= now - self.span_s:
+            self._items.popleft()
+
+    def total(self) -> float:
+        now = self._clock()
+        return sum(amount for t, amount in self._items if t > now - self.span_s)
+
+
 class BatchLimit:
     """How many tweets go into one model call.
 
@@ -148,22 +166,18 @@ class BatchLimit:
                  fill_load: float = 0.6, fill_gain: float = 0.0, clock: Callable[[], float] = time.monotonic):
         self.smallest, self.largest, self.target_s = smallest, max(smallest, largest), target_s
         self.fill_size, self.fill_s, self.fill_load, self.fill_gain = fill_size, fill_s, fill_load, fill_gain
-        self._clock = clock
         self.rate: float | None = None  # tweets per second of model time
         self.full_rate: float | None = None  # the same, over calls of at least the fill size
         self.short_rate: float | None = None  # the same, over smaller calls made near capacity (with fill_gain)
-        self._arrivals: deque[tuple[float, int]] = deque()
-        self._calls: deque[tuple[float, float]] = deque()  # (when it ended, model seconds)
+        self._arrivals = _Recent(self.ARRIVALS_S, clock)  # tweets arrived
+        self._calls = _Recent(self.ARRIVALS_S, clock)  # model seconds of the calls that ended
 
     def observe(self, tweets: int, seconds: float) -> None:
         if tweets and seconds > 0:
             full = tweets >= min(self.fill_size, self.most())
             rate = tweets / seconds
             self.rate = self._smoothed(self.rate, rate)
-            now = self._clock()
-            self._calls.append((now, seconds))
-            while self._calls[0][0] <= now - self.ARRIVALS_S:
-                self._calls.popleft()
+            self._calls.add(seconds)
             if full:
                 self.full_rate = self._smoothed(self.full_rate, rate)
             elif self.full_rate is None and self.fill_s and self._busy_share() >= self.SATURATED:
@@ -172,16 +186,13 @@ class BatchLimit:
                 self.short_rate = self._smoothed(self.short_rate, rate)
 
     def _busy_share(self) -> float:
-        return sum(seconds for _, seconds in self._calls) / self.ARRIVALS_S
+        return self._calls.total() / self.ARRIVALS_S
 
     def _smoothed(self, average: float | None, rate: float) -> float:
         return rate if average is None else self.SMOOTHING * rate + (1 - self.SMOOTHING) * average
 
     def arrived(self, tweets: int) -> None:
-        now = self._clock()
-        self._arrivals.append((now, tweets))
-        while self._arrivals[0][0] <= now - self.ARRIVALS_S:
-            self._arrivals.popleft()
+        self._arrivals.add(tweets)
 
     def most(self) -> int:
         if self.rate is None:
@@ -200,8 +211,7 @@ class BatchLimit:
     def _near_capacity(self) -> bool:
         if not self.fill_s or self.full_rate is None:
             return False
-        now = self._clock()
-        arriving = sum(n for t, n in self._arrivals if t > now - self.ARRIVALS_S) / self.ARRIVALS_S
+        arriving = self._arrivals.total() / self.ARRIVALS_S
         return arriving >= self.fill_load * self.full_rate
 
 
