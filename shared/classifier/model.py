@@ -16,6 +16,7 @@ from shared.classifier.adapters import (
     BASE_VERSION, adapter_wording, check_adapter, load_label_head, read_adapter_metadata,
 )
 from shared.classifier.attention import use_segment_attention
+from shared.classifier.final_layer import run_final_layer_at_last_tokens
 from shared.classifier.errors import ClassifierError
 from shared.classifier.model_source import gguf_adds_bos, model_fingerprint, resolve_base_model
 from shared.classifier.runtime import Runtime, nf4_config
@@ -91,6 +92,7 @@ class StanceClassifier:
             model.to(runtime.device)
         model.eval()
         use_segment_attention(model)
+        run_final_layer_at_last_tokens(model)
         model_id = f"{Path(settings.base_model).name}@{model_fingerprint(model_dir)}"
         classifier = cls(model, tokenizer, runtime, max_tokens=settings.max_tokens,
                          batch_size=settings.infer_batch_size, model_id=model_id, adapter_version=BASE_VERSION,

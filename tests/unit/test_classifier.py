@@ -75,11 +75,19 @@ def test_batching_does_not_change_probabilities(tiny_classifier):
     assert packed.ids.shape[0] == 2, "the texts should fill two packed rows of one pass"
     starts = packed.cols - packed.positions[packed.rows, packed.cols]
     assert (starts > 32).any(), "some tweet should start beyond the sliding window (32) into its row"
-    from shared.classifier.attention import SEGMENT_ATTENTION
+    from shared.classifier.attention import SEGMENT_ATTENTION, segments_of
     from shared.classifier.scoring import unwrap
 
     # each tweet's attention runs on its own slice of the row (and within the sliding window in sliding layers)
-    assert unwrap(clf.model)[1].config._attn_implementation == SEGMENT_ATTENTION
+    backbone = unwrap(clf.model)[1]
+    assert backbone.config._attn_implementation == SEGMENT_ATTENTION
+    # and the final layer runs at each tweet's last token only (the positions read), zero everywhere else
+    with torch.inference_mode():
+        hidden = backbone(input_ids=packed.ids, position_ids=packed.positions, use_cache=False,
+                          packed_segments=segments_of(packed)).last_hidden_state
+    read = torch.zeros(packed.ids.shape, dtype=torch.bool)
+    read[packed.rows, packed.cols] = True
+    assert (hidden[~read] == 0).all() and (hidden[read].abs().sum(-1) > 0).all()
 
     batched = clf.predict_proba(TEXTS)
     one_by_one = np.stack([clf.predict_proba([t])[0] for t in TEXTS])

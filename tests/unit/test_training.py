@@ -98,6 +98,31 @@ def test_top_layer_split_equals_the_plain_forward(tiny_classifier):
                                   atol=1e-5)
 
 
+def test_top_layer_split_of_a_packed_pass_equals_the_plain_forward_and_trains(tiny_classifier):
+    """Packed, the final layer runs at each tweet's last token only (shared.classifier.final_layer): the logits
+    are still the plain forward's, and the loss still backpropagates through it."""
+    import torch
+
+    from shared.classifier.attention import segments_of
+    from shared.classifier.scoring import hidden_before_layer, label_logits_from_layer, packed_passes, unwrap
+
+    c = tiny_classifier
+    texts = ["refugees welcome here", "great football match tonight team won again", "border policy " * 30]
+    ids, mask = c.collate(c.encode(texts))
+    (packed,) = packed_passes(c.encode(texts), c.pass_tokens)
+    with torch.no_grad():
+        full = c.label_logits(ids, mask)[torch.as_tensor(packed.index)]
+    for start in range(c.model.config.num_hidden_layers):
+        hidden = hidden_before_layer(c.model, packed.ids, None, start, position_ids=packed.positions,
+                                     packed_segments=segments_of(packed))
+        logits = label_logits_from_layer(c.model, hidden, None, start, c.label_token_ids, packed=packed)
+        assert torch.allclose(logits, full, atol=1e-5)
+        c.model.zero_grad()
+        logits.logsumexp(-1).sum().backward()
+        assert unwrap(c.model)[1].layers[-1].mlp.down_proj.weight.grad.abs().sum() > 0
+    c.model.zero_grad(set_to_none=True)
+
+
 def test_training_only_the_top_layer_adapts_only_that_layer(tmp_path, tiny_settings):
     from safetensors.torch import load_file
 
