@@ -1,9 +1,10 @@
-"""What the classifier benchmarks share (``levelled_rows_ab``, ``segment_attention_ab``, ``compile_ab``,
-``packing_ab``, ``pass_profile``): the served classifier with test.csv tweets, and timed rounds that alternate the
-sides in one process, so the host's drift lands on both sides alike."""
+"""What the classifier benchmarks share (``levelled_rows_ab``, ``segment_attention_ab``, ``final_layer_ab``,
+``compile_ab``, ``packing_ab``, ``pass_profile``): their options, the served classifier with test.csv tweets, and
+timed rounds that alternate the sides in one process, so the host's drift lands on both sides alike."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import statistics
 import sys
@@ -16,6 +17,17 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 TEST = Path("../shared/datasets/immigration-tweets/test.csv")
+
+
+def ab_arguments(doc: str, n: int = 160, rounds: int = 3,
+                 micro: str = "8,32,160") -> tuple[argparse.Namespace, list[int]]:
+    """The A/B scripts' options — ``--n`` tweets, ``--rounds``, ``--micro`` — parsed, and the batch sizes."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=n)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--micro", default=micro, help="comma-separated: tweets arriving at a time")
+    args = parser.parse_args()
+    return args, [int(m) for m in args.micro.split(",")]
 
 
 def served_classifier_and_tweets(n: int):

@@ -7,10 +7,9 @@ between the matrix products is ≈ 15 % of a pass on CPU); not adopted (docs/ben
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from ab import alternate, print_comparison, served_classifier_and_tweets
+from ab import ab_arguments, alternate, print_comparison, served_classifier_and_tweets
 
 NORMS = ("input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm")
 
@@ -20,11 +19,7 @@ def main() -> None:
 
     from shared.classifier.scoring import unwrap
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=160)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--micro", default="8,16,32,64,160")
-    args = parser.parse_args()
+    args, micro = ab_arguments(__doc__, n=160, rounds=2, micro="8,16,32,64,160")
     classifier, texts = served_classifier_and_tweets(args.n)
     _, backbone = unwrap(classifier.model)
     modules = [layer.mlp for layer in backbone.layers] + [getattr(layer, n) for layer in backbone.layers for n in NORMS]
@@ -42,7 +37,6 @@ def main() -> None:
     classifier.predict_proba(texts[:40])
     classifier.predict_proba(texts[:5])
     print(f"compile warm-up {time.perf_counter() - started:.1f} s", flush=True)
-    micro = [int(m) for m in args.micro.split(",")]
     rates, probs = alternate(classifier, texts, {"eager": use("eager"), "compiled": use("compiled")}, micro,
                              args.rounds)
     print_comparison(rates, probs, "eager", "compiled", micro)

@@ -9,21 +9,16 @@ Prints tweets/s per side and batch size (median of the rounds), the ratio, and m
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ab import alternate, print_comparison, served_classifier_and_tweets
+from ab import ab_arguments, alternate, print_comparison, served_classifier_and_tweets
 
 
 def main() -> None:
     from shared.classifier.final_layer import run_final_layer_at_last_tokens
     from shared.classifier.scoring import unwrap
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=160)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--micro", default="8,32,160")
-    args = parser.parse_args()
+    args, micro = ab_arguments(__doc__, n=160, rounds=3, micro="8,32,160")
     classifier, texts = served_classifier_and_tweets(args.n)
     final = unwrap(classifier.model)[1].layers[-1]
     if not getattr(final.forward, "last_tokens_only", False):
@@ -35,7 +30,6 @@ def main() -> None:
     def last_tokens() -> None:
         run_final_layer_at_last_tokens(classifier.model)
 
-    micro = [int(m) for m in args.micro.split(",")]
     classifier.predict_proba(texts[:32])
     rates, probs = alternate(classifier, texts, {"every token": every_token, "last tokens": last_tokens},
                              micro, args.rounds)

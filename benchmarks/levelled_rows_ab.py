@@ -10,20 +10,15 @@ Prints tweets/s per side and batch size (median of the rounds), the ratio, and m
 
 from __future__ import annotations
 
-import argparse
 
-from ab import alternate, print_comparison, served_classifier_and_tweets
+from ab import ab_arguments, alternate, print_comparison, served_classifier_and_tweets
 
 
 def main() -> None:
     import shared.classifier.model as model_module
     import shared.classifier.scoring as scoring
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--micro", default="4,8,16,32")
-    args = parser.parse_args()
+    args, micro = ab_arguments(__doc__, n=128, rounds=2, micro="4,8,16,32")
     classifier, texts = served_classifier_and_tweets(args.n)
     levelled, level_rows = scoring.packed_passes, scoring._level_rows
 
@@ -37,7 +32,6 @@ def main() -> None:
     def use(packing):
         return lambda: setattr(model_module, "packed_passes", packing)
 
-    micro = [int(m) for m in args.micro.split(",")]
     classifier.predict_proba(texts[:32])
     rates, probs = alternate(classifier, texts, {"filled first": use(filled_first), "levelled": use(levelled)},
                              micro, args.rounds)

@@ -11,14 +11,13 @@ give the same probabilities (max |Δp|).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
 import numpy as np
 
-from ab import served_classifier_and_tweets
+from ab import ab_arguments, served_classifier_and_tweets
 
 
 def padded_proba(classifier, texts: list[str], rows: int = 16) -> np.ndarray:
@@ -36,15 +35,11 @@ def padded_proba(classifier, texts: list[str], rows: int = 16) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=160)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--micro", default="4,8,16,32")
-    args = parser.parse_args()
+    args, sizes = ab_arguments(__doc__, n=160, rounds=3, micro="4,8,16,32")
     classifier, texts = served_classifier_and_tweets(args.n)
     sides = {"padded": lambda chunk: padded_proba(classifier, chunk), "packed": classifier.predict_proba}
     agreement = float(np.abs(sides["padded"](texts) - sides["packed"](texts)).max())
-    settings_tried = ["all"] + [int(m) for m in args.micro.split(",")]
+    settings_tried = ["all"] + sizes
     rates: dict[str, dict[str, list[float]]] = {s: {str(m): [] for m in settings_tried} for s in sides}
     for round_no in range(args.rounds):
         order = list(sides) if round_no % 2 == 0 else list(sides)[::-1]

@@ -10,20 +10,15 @@ Prints tweets/s per side and batch size (median of the rounds), the ratio, and m
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from ab import alternate, print_comparison, served_classifier_and_tweets
+from ab import ab_arguments, alternate, print_comparison, served_classifier_and_tweets
 
 
 def main() -> None:
     from shared.classifier.attention import SEGMENT_ATTENTION
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=160)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--micro", default="8,32,160")
-    args = parser.parse_args()
+    args, micro = ab_arguments(__doc__, n=160, rounds=3, micro="8,32,160")
     classifier, texts = served_classifier_and_tweets(args.n)
     configs = {id(m.config): m.config for m in classifier.model.modules() if getattr(m, "config", None) is not None}
     if any(c._attn_implementation != SEGMENT_ATTENTION for c in configs.values()):
@@ -35,7 +30,6 @@ def main() -> None:
                 config._attn_implementation = implementation
         return switch
 
-    micro = [int(m) for m in args.micro.split(",")]
     classifier.predict_proba(texts[:32])
     rates, probs = alternate(classifier, texts, {"masked row": use("sdpa"), "per tweet": use(SEGMENT_ATTENTION)},
                              micro, args.rounds)
