@@ -16,8 +16,8 @@ from shared.classifier.adapters import (
     BASE_VERSION, adapter_wording, check_adapter, load_label_head, read_adapter_metadata,
 )
 from shared.classifier.attention import use_segment_attention
-from shared.classifier.final_layer import run_final_layer_at_last_tokens
 from shared.classifier.errors import ClassifierError
+from shared.classifier.final_layer import run_final_layer_at_last_tokens
 from shared.classifier.model_source import gguf_adds_bos, model_fingerprint, resolve_base_model
 from shared.classifier.runtime import Runtime, nf4_config
 from shared.classifier.scoring import (
