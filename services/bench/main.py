@@ -13,6 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
+from shared.classifier.final_layer import runs_final_layer_at_last_tokens
 from shared.classifier.model import StanceClassifier
 from shared.training.metrics import scores, to_indices
 from shared.settings import Settings
@@ -87,7 +88,8 @@ def run(settings: Settings, data: Path, out: Path, n: int, precisions: list[str]
         f"{streaming['tweets_per_s']:.2f} tweets/s in the worker's micro-batches of {settings.batch_size}")
 
     log("(c) roofline")
-    per_tweet = flops_per_tweet(served.model.config, [len(s) for s in served.encode(texts)])
+    per_tweet = flops_per_tweet(served.model.config, [len(s) for s in served.encode(texts)],
+                                last_tokens_final_layer=runs_final_layer_at_last_tokens(served.model))
     report["roofline"] = {"gflops_per_tweet": round(per_tweet / 1e9, 3), "peak": matmul_peak(dtype_name)}
     log(f"  {per_tweet / 1e9:.2f} GFLOP per tweet; peak by shape {report['roofline']['peak']['by_shape']}")
 

@@ -38,6 +38,14 @@ def run_final_layer_at_last_tokens(model) -> bool:
     return True
 
 
+def runs_final_layer_at_last_tokens(model) -> bool:
+    """Whether ``model``'s packed passes run its final layer at the last tokens only (what the roofline counts)."""
+    from transformers.models.gemma3.modeling_gemma3 import Gemma3DecoderLayer
+
+    layers = [m for m in model.modules() if isinstance(m, Gemma3DecoderLayer)]
+    return bool(layers) and getattr(layers[-1].forward, "last_tokens_only", False)
+
+
 def _last_tokens_forward(layer, plain_forward, hidden_states: "torch.Tensor", position_embeddings=None,
                          attention_mask=None, position_ids=None, past_key_values=None,
                          packed_segments: list[tuple[int, int, int]] | None = None, **kwargs) -> "torch.Tensor":

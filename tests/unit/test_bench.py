@@ -26,6 +26,33 @@ def test_flops_per_tweet_matches_torch_flop_counter(tiny_classifier):
     assert abs(ours - counted) / counted < 0.15, (ours, counted)
 
 
+@pytest.mark.model
+def test_flops_per_tweet_of_packed_passes_count_the_final_layer_at_the_last_tokens(tiny_classifier):
+    """Served, a packed pass's final layer computes only keys and values for all but each tweet's last token: the
+    roofline counts that, and the counts differ enough here (the final layer is half the tiny model) to tell."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from services.bench.roofline import flops_per_tweet
+    from shared.classifier.final_layer import runs_final_layer_at_last_tokens
+    from shared.classifier.scoring import packed_passes
+
+    c = tiny_classifier
+    assert runs_final_layer_at_last_tokens(c.model)
+    sequences = c.encode(["refugees welcome here and everywhere", "close the border now"])
+    counted = 0
+    for seq in sequences:
+        (packed,) = packed_passes([seq], c.pass_tokens)
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            c.packed_logits(packed)
+        counted += counter.get_total_flops()
+    lengths = [len(s) for s in sequences]
+    served = flops_per_tweet(c.model.config, lengths, last_tokens_final_layer=True) * len(sequences)
+    every_token = flops_per_tweet(c.model.config, lengths) * len(sequences)
+    assert abs(served - counted) / counted < 0.15, (served, counted)
+    assert abs(every_token - counted) / counted > 0.3, (every_token, counted)
+
+
 def test_baseline_parses_the_category_number():
     from services.bench.baseline import _parse
 
