@@ -15,13 +15,13 @@ from ab import ab_arguments, alternate, print_comparison, served_classifier_and_
 
 
 def main() -> None:
-    from shared.classifier.final_layer import run_final_layer_at_last_tokens
+    from shared.classifier.final_layer import run_final_layer_at_last_tokens, runs_final_layer_at_last_tokens
     from shared.classifier.scoring import unwrap
 
     args, micro = ab_arguments(__doc__, n=160, rounds=3, micro="8,32,160")
     classifier, texts = served_classifier_and_tweets(args.n)
     final = unwrap(classifier.model)[1].layers[-1]
-    if not getattr(final.forward, "last_tokens_only", False):
+    if not runs_final_layer_at_last_tokens(classifier.model):
         sys.exit("this model does not serve its final layer at the last tokens (not a Gemma-3 model)")
 
     def every_token() -> None:

@@ -24,26 +24,27 @@ if TYPE_CHECKING:
 def run_final_layer_at_last_tokens(model) -> bool:
     """Make ``model``'s final decoder layer compute only each tweet's last token in packed passes. Returns whether
     it does (only Gemma-3 layers are changed)."""
-    from transformers.models.gemma3.modeling_gemma3 import Gemma3DecoderLayer
-
-    layers = [m for m in model.modules() if isinstance(m, Gemma3DecoderLayer)]
-    if not layers:
+    final = _final_gemma3_layer(model)
+    if final is None:
         return False
-    final = layers[-1]
-    if getattr(final.forward, "last_tokens_only", False):
-        return True
-    forward = functools.partial(_last_tokens_forward, final, final.forward)
-    forward.last_tokens_only = True
-    final.forward = forward
+    if not getattr(final.forward, "last_tokens_only", False):
+        forward = functools.partial(_last_tokens_forward, final, final.forward)
+        forward.last_tokens_only = True
+        final.forward = forward
     return True
 
 
 def runs_final_layer_at_last_tokens(model) -> bool:
     """Whether ``model``'s packed passes run its final layer at the last tokens only (what the roofline counts)."""
+    final = _final_gemma3_layer(model)
+    return final is not None and getattr(final.forward, "last_tokens_only", False)
+
+
+def _final_gemma3_layer(model):
     from transformers.models.gemma3.modeling_gemma3 import Gemma3DecoderLayer
 
     layers = [m for m in model.modules() if isinstance(m, Gemma3DecoderLayer)]
-    return bool(layers) and getattr(layers[-1].forward, "last_tokens_only", False)
+    return layers[-1] if layers else None
 
 
 def _last_tokens_forward(layer, plain_forward, hidden_states: "torch.Tensor", position_embeddings=None,
