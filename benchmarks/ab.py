@@ -1,5 +1,5 @@
 """What the classifier benchmarks share (``levelled_rows_ab``, ``segment_attention_ab``, ``final_layer_ab``,
-``compile_ab``, ``packing_ab``, ``pass_profile``): their options, the served classifier with test.csv tweets, and
+``compile_ab``, ``packing_ab``, ``pass_profile``, ``int8_agreement``, ``smoothquant_agreement``): their options, the served classifier with test.csv tweets, and
 timed rounds that alternate the sides in one process, so the host's drift lands on both sides alike."""
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ def served_classifier_and_tweets(n: int):
     with TEST.open(newline="", encoding="utf-8") as handle:
         texts = [row["text"] for row in csv.DictReader(handle)][:n]
     return classifier, texts
+
+
+def timed(classifier, texts: list[str]) -> tuple[np.ndarray, float]:
+    """The classifier's probabilities for ``texts`` in one call, and its tweets/s (after a 16-tweet warm-up)."""
+    classifier.predict_proba(texts[:16])
+    started = time.perf_counter()
+    probabilities = classifier.predict_proba(texts)
+    return probabilities, len(texts) / (time.perf_counter() - started)
 
 
 def alternate(classifier, texts: list[str], sides: dict[str, Callable[[], None]], micro: list[int],

@@ -15,11 +15,11 @@ The issue's bar for offering int8: agreement ≥ 0.99 and macro-F1 within 0.005.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 
+from ab import timed
 from services.bench.main import machine, read_tweets
 from shared.classifier.model import StanceClassifier
 from shared.settings import Settings
@@ -42,14 +42,8 @@ def main() -> None:
     settings = Settings()
     print(machine(), f"torch threads {torch.get_num_threads()}", flush=True)
 
-    def timed(classifier: StanceClassifier) -> tuple[np.ndarray, float]:
-        classifier.predict_proba(texts[:16])  # warm-up
-        started = time.perf_counter()
-        probabilities = classifier.predict_proba(texts)
-        return probabilities, len(texts) / (time.perf_counter() - started)
-
     classifier = StanceClassifier.load(settings, adapter=settings.adapter)
-    served, served_rate = timed(classifier)
+    served, served_rate = timed(classifier, texts)
     served_f1 = scores(truth, served.argmax(1))["macro_f1"]
     print(f"served ({classifier.runtime.dtype}): {served_rate:.2f} tweets/s, macro-F1 {served_f1:.3f}", flush=True)
     for keep in args.keep or ["none"]:
@@ -61,7 +55,7 @@ def main() -> None:
                     and not any(part in name for part in kept))
 
         quantize(classifier.model, quantized, args.kernel)
-        int8, int8_rate = timed(classifier)
+        int8, int8_rate = timed(classifier, texts)
         agreement = float((int8.argmax(1) == served.argmax(1)).mean())
         int8_f1 = scores(truth, int8.argmax(1))["macro_f1"]
         print(f"int8 ({args.kernel}) keeping {keep}: {int8_rate:.2f} tweets/s ({int8_rate / served_rate:.2f}x), label agreement "

@@ -26,12 +26,12 @@ included): indicative only. Results: docs/benchmarks.md, "int8 on AVX2 again".
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ab import timed
 from services.bench.main import machine, read_tweets
 from shared.classifier.model import StanceClassifier
 from shared.settings import Settings
@@ -110,13 +110,6 @@ def zero_padding(classifier: StanceClassifier) -> None:
         return output.masked_fill((inputs[0] == pad_id)[..., None], 0.0)
 
     classifier.model.get_input_embeddings().register_forward_hook(zeroed)
-
-
-def timed(classifier: StanceClassifier, texts: list[str]) -> tuple[np.ndarray, float]:
-    classifier.predict_proba(texts[:16])  # warm-up
-    started = time.perf_counter()
-    probabilities = classifier.predict_proba(texts)
-    return probabilities, len(texts) / (time.perf_counter() - started)
 
 
 def decoder_linears(model) -> dict:
