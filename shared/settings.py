@@ -176,7 +176,7 @@ class Settings(BaseSettings):
         2048, ge=1, description="tokens per forward pass when classifying: tweets are packed end to end into rows, "
                                   "so tweets of mixed lengths cost their own tokens, not padding")
     infer_batch_size: int = Field(16, ge=1, description="tweets per forward pass when training scores its dev split "
-                                                       "and caches the frozen layers (length-sorted, padded)")
+                                                       "(packed) and caches the frozen layers (length-sorted, padded)")
     merge_adapter: bool = Field(
         True, description="fold the served LoRA adapter into the base weights (faster; unmerged on hot-swap)"
     )

@@ -6,7 +6,8 @@ tweet's token needs at most its own ≈ 66. Here each tweet's slice of the row g
 the same result (it is exactly the masked computation, without the masked-out blocks) for a fraction of the
 attention arithmetic, which was ≈ 9 % of a pass on CPU (docs/benchmarks.md).
 
-The model keeps its usual SDPA for everything that is not a packed pass (training, padded batches, generation):
+Training steps are packed passes too (``packed_batch``). The model keeps its usual SDPA for everything else
+(padded batches, such as training's cache of the frozen layers, and generation):
 the attention function only takes the per-tweet route when the call carries ``packed_segments``.
 """
 

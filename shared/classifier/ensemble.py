@@ -66,6 +66,5 @@ class AdapterEnsemble:
         logits = []
         for name, head in zip(self.names, self.heads):
             c.model.set_adapter(name)
-            logits.append(label_logits_from_layer(c.model, hidden, None, self.start, c.label_token_ids, head,
-                                                  packed=batch))
+            logits.append(label_logits_from_layer(c.model, hidden, batch, self.start, c.label_token_ids, head))
         return logits

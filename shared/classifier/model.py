@@ -49,7 +49,7 @@ class StanceClassifier:
         self.tokenizer = tokenizer
         self.runtime = runtime
         self.max_tokens = max_tokens
-        self.batch_size = batch_size  # rows of training's padded passes (length_buckets)
+        self.batch_size = batch_size  # tweets per pass where training scores dev or caches frozen layers
         self.pass_tokens = pass_tokens  # tokens of a served (packed) pass
         self.model_id = model_id
         self.adapter_version = adapter_version

@@ -4,9 +4,8 @@ Each tweet is wrapped in a short instruction and the model's next-token scores f
 (" pro", " anti", " neutral", " unrelated") are read at the last position. Only the four rows of the output
 embedding are multiplied, never the 262k-word vocabulary; an adapter may bring its own 4-way linear head instead
 (``new_label_head``; saved and loaded by ``shared.classifier.adapters``, see ``train --head``). Serving packs
-tweets end to end into forward passes (``packed_passes``); training groups them into padded passes of similar
-length (``length_buckets``), and training only the top layers can start from a cached residual stream
-(``hidden_before_layer``, ``label_logits_from_layer``).
+tweets end to end into forward passes (``packed_passes``), and so does training (``packed_batch``); training only
+the top layers can start from a cached residual stream (``hidden_before_layer``, ``label_logits_from_layer``).
 
 The ``prompt`` scoring mode (``STANCESTREAM_SCORING=prompt``) serves the paper's own models instead: each tweet
 goes into the paper-style instruction prompt (``PAPER_STYLE_PROMPT``, also the llama.cpp baseline's), and the
@@ -196,21 +195,14 @@ def hidden_before_layer(model, input_ids, attention_mask, start: int, position_i
     return captured["hidden"]
 
 
-def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids: list[int], head=None,
-                            packed: "PackedPass | None" = None):
-    """``label_logits`` for a batch whose residual stream entering layer ``start`` is already known: a right-padded
-    batch with its ``attention_mask``, or a ``packed`` pass (``attention_mask`` None)."""
-    import torch
+def label_logits_from_layer(model, hidden, packed: "PackedPass", start: int, token_ids: list[int], head=None):
+    """``packed_label_logits`` for a packed pass whose residual stream entering layer ``start`` is ``hidden``."""
     from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
     _, backbone = unwrap(model)
     config = backbone.config
-    segments = None
-    if packed is not None:
-        position_ids, segments = packed.positions, segments_of(packed)
-    else:
-        position_ids = torch.arange(hidden.shape[1], device=hidden.device).unsqueeze(0)
-    mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": attention_mask,
+    position_ids, segments = packed.positions, segments_of(packed)
+    mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": None,
                  "past_key_values": None, "position_ids": position_ids}
     masks = {"full_attention": create_causal_mask(**mask_args),
              "sliding_attention": create_sliding_window_causal_mask(**mask_args)}
@@ -220,9 +212,7 @@ def label_logits_from_layer(model, hidden, attention_mask, start: int, token_ids
         hidden = backbone.layers[index](hidden, attention_mask=masks[kind], position_embeddings=rotary[kind],
                                         position_ids=position_ids, packed_segments=segments)
     hidden = backbone.norm(hidden)
-    if packed is not None:
-        return label_projection(model, hidden[packed.rows, packed.cols], token_ids, head)
-    return _logits_at_last_token(model, hidden, attention_mask, token_ids, head)
+    return label_projection(model, hidden[packed.rows, packed.cols], token_ids, head)
 
 
 # --- an adapter's own label head ------------------------------------------------------------------------------
@@ -326,6 +316,14 @@ def packed_passes(sequences: list[list[int]], pass_tokens: int, *, row_tokens: i
         passes.append(PackedPass(ids.to(device), positions.to(device), torch.tensor(last_row, device=device),
                                  torch.tensor(last_col, device=device), np.array(index)))
     return passes
+
+
+def packed_batch(sequences: list[list[int]], *, pad_id: int = 0, device="cpu") -> PackedPass:
+    """All ``sequences`` in one packed pass: a training batch, whose tweets in random order padded to the longest
+    would be ≈ 40 % padding (train.csv in batches of 16)."""
+    width = max([ROW_TOKENS, *(len(s) for s in sequences)])
+    (batch,) = packed_passes(sequences, width * len(sequences), pad_id=pad_id, device=device)
+    return batch
 
 
 def _fewest_rows(lengths: list[int], width: int) -> list[list[int]]:

@@ -1,7 +1,8 @@
 """LoRA fine-tuning of the base model on labeled tweets, with a dev split and early stopping on dev macro-F1.
 
 Training optimises exactly what inference serves: cross-entropy over the four label-word logits at the last
-prompt position (``shared.classifier.scoring.label_logits``), or over an own 4-way head's logits with ``--head``.
+prompt position (``shared.classifier.scoring.packed_label_logits``, each batch packed into one pass as served), or
+over an own 4-way head's logits with ``--head``.
 The output is a self-describing adapter directory: peft's weights and config (plus the head, if any) and
 ``stancestream.json`` (base model and hash, labels, text normalization, data hash and size, hyperparameters,
 library versions, dev metrics, command line).
@@ -26,7 +27,8 @@ from shared.classifier.adapters import ADAPTER_METADATA, save_label_head
 from shared.classifier.langid import normalize_lang
 from shared.classifier.model import StanceClassifier
 from shared.classifier.scoring import (
-    LINKS_AND_MENTIONS, hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
+    LINKS_AND_MENTIONS, PackedPass, hidden_before_layer, label_logits_from_layer, length_buckets, new_label_head,
+    packed_batch, packed_label_logits,
 )
 from shared.messages import CATEGORIES
 from shared.settings import Quantization, Scoring, Settings
@@ -144,11 +146,8 @@ def train(settings: Settings, examples: list[Example], out: Path, config: TrainC
         train_inputs, dev_inputs, translation_inputs = encoded, dev_encoded, translated
 
     def batch_logits(inputs: list, idx) -> "torch.Tensor":
-        if start:
-            hidden, mask = _pad_hidden([inputs[i] for i in idx], classifier.runtime.device)
-            return label_logits_from_layer(model, hidden, mask, start, classifier.label_token_ids, head)
-        ids, mask = classifier.collate([inputs[i] for i in idx])
-        return classifier.label_logits(ids, mask)
+        """Logits of examples ``idx``, in that order, from one packed pass, as the served model computes them."""
+        return _packed_logits(classifier, [inputs[i] for i in idx], start, model, head)
 
     def dev_probs() -> np.ndarray:
         probs = np.zeros((len(dev_set), len(CATEGORIES)), dtype=np.float32)
@@ -300,11 +299,25 @@ def predict_with_frozen_memo(classifier: StanceClassifier, texts: list[str], sta
     probs = np.zeros((len(texts), len(CATEGORIES)), dtype=np.float32)
     with torch.inference_mode():
         for idx in length_buckets([len(s) for s in sequences], classifier.batch_size):
-            hidden, mask = _pad_hidden([inputs[i] for i in idx], classifier.runtime.device)
-            logits = label_logits_from_layer(classifier.model, hidden, mask, start, classifier.label_token_ids,
-                                             classifier.label_head)
+            logits = _packed_logits(classifier, [inputs[i] for i in idx], start, classifier.model,
+                                    classifier.label_head)
             probs[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probs
+
+
+def _packed_logits(classifier: StanceClassifier, inputs: list, start: int, model, head) -> "torch.Tensor":
+    """(len(inputs), 4) logits, in the order of ``inputs``: token sequences, or with ``start`` each one's residual
+    stream entering that layer (``_hidden_cache``), packed end to end into one pass."""
+    import torch
+
+    device = classifier.runtime.device
+    if start:
+        hidden, batch = _packed_hidden(inputs, device)
+        logits = label_logits_from_layer(model, hidden, batch, start, classifier.label_token_ids, head)
+    else:
+        batch = packed_batch(inputs, pad_id=classifier.tokenizer.pad_token_id or 0, device=device)
+        logits = packed_label_logits(model, batch, classifier.label_token_ids, head)
+    return logits[torch.as_tensor(np.argsort(batch.index), device=logits.device)]
 
 
 def consistency_loss(logits_a: "torch.Tensor", logits_b: "torch.Tensor") -> "torch.Tensor":
@@ -338,16 +351,16 @@ def _hidden_cache(classifier: StanceClassifier, sequences: list[list[int]], star
     return out
 
 
-def _pad_hidden(rows: list, device: str):
+def _packed_hidden(streams: list, device: str) -> tuple["torch.Tensor", PackedPass]:
+    """Residual streams, one (tokens, hidden) tensor per tweet, laid out as one packed pass (rows' unused ends
+    zero) and the pass that describes them."""
     import torch
 
-    width = max(r.shape[0] for r in rows)
-    hidden = torch.zeros((len(rows), width, rows[0].shape[1]), dtype=rows[0].dtype, device=device)
-    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
-    for i, r in enumerate(rows):
-        hidden[i, : r.shape[0]] = r
-        mask[i, : r.shape[0]] = 1
-    return hidden, mask
+    batch = packed_batch([[0] * stream.shape[0] for stream in streams], device=device)
+    hidden = torch.zeros((*batch.ids.shape, streams[0].shape[1]), dtype=streams[0].dtype, device=device)
+    for row, last, i in zip(batch.rows.tolist(), batch.cols.tolist(), batch.index):
+        hidden[row, last + 1 - streams[i].shape[0]: last + 1] = streams[i]
+    return hidden, batch
 
 
 def _progress(total: int, initial: int, enabled: bool):

@@ -83,21 +83,6 @@ def test_train_writes_a_loadable_self_describing_adapter_and_resumes(tmp_path, t
     assert reseeded_meta["data"]["dev_sha256_16"] == meta["data"]["dev_sha256_16"]  # same dev tweets, other seed
 
 
-def test_top_layer_split_equals_the_plain_forward(tiny_classifier):
-    import torch
-
-    from shared.classifier.scoring import hidden_before_layer, label_logits_from_layer
-
-    c = tiny_classifier
-    ids, mask = c.collate(c.encode(["refugees welcome here", "great football match tonight team won again"]))
-    with torch.no_grad():
-        full = c.label_logits(ids, mask)
-        for start in range(c.model.config.num_hidden_layers):
-            hidden = hidden_before_layer(c.model, ids, mask, start)
-            assert torch.allclose(label_logits_from_layer(c.model, hidden, mask, start, c.label_token_ids), full,
-                                  atol=1e-5)
-
-
 def test_top_layer_split_of_a_packed_pass_equals_the_plain_forward_and_trains(tiny_classifier):
     """Packed, the final layer runs at each tweet's last token only (shared.classifier.final_layer): the logits
     are still the plain forward's, and the loss still backpropagates through it."""
@@ -115,11 +100,46 @@ def test_top_layer_split_of_a_packed_pass_equals_the_plain_forward_and_trains(ti
     for start in range(c.model.config.num_hidden_layers):
         hidden = hidden_before_layer(c.model, packed.ids, None, start, position_ids=packed.positions,
                                      packed_segments=segments_of(packed))
-        logits = label_logits_from_layer(c.model, hidden, None, start, c.label_token_ids, packed=packed)
+        logits = label_logits_from_layer(c.model, hidden, packed, start, c.label_token_ids)
         assert torch.allclose(logits, full, atol=1e-5)
         c.model.zero_grad()
         logits.logsumexp(-1).sum().backward()
         assert unwrap(c.model)[1].layers[-1].mlp.down_proj.weight.grad.abs().sum() > 0
+    c.model.zero_grad(set_to_none=True)
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_a_packed_training_batch_has_the_loss_and_gradients_of_its_tweets_one_at_a_time(tiny_classifier, start):
+    """What a training step computes (its batch packed into one pass; with ``start``, from the frozen layers'
+    cached output) against the plain forward of each tweet alone: the same logits, in the batch's order, and the
+    same gradient in every weight above ``start``."""
+    import torch
+
+    from shared.classifier.scoring import unwrap
+    from shared.training.loop import _hidden_cache, _packed_logits
+
+    c = tiny_classifier
+    texts = ["border policy " * 20, "refugees welcome here", "great football match tonight team won again",
+             "we need more nurses from abroad", "la frontera está cerrada", "stop the boats now " * 3]
+    sequences = c.encode(texts)
+    labels = torch.tensor([0, 1, 2, 3, 1, 0])
+    layers = unwrap(c.model)[1].layers
+    watched = [layers[-1].mlp.down_proj.weight, layers[start].self_attn.q_proj.weight,
+               layers[start].self_attn.k_proj.weight]
+
+    def gradients(loss: "torch.Tensor") -> list:
+        c.model.zero_grad(set_to_none=True)
+        loss.backward()
+        return [w.grad.clone() for w in watched]
+
+    inputs = _hidden_cache(c, sequences, start, False, {}) if start else sequences
+    packed = _packed_logits(c, inputs, start, c.model, None)
+    alone = torch.cat([c.label_logits(*c.collate([s])) for s in sequences])
+    assert torch.allclose(packed, alone, atol=1e-5)
+    for got, expected in zip(gradients(torch.nn.functional.cross_entropy(packed, labels)),
+                             gradients(torch.nn.functional.cross_entropy(alone, labels)), strict=True):
+        assert got.abs().sum() > 0
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
     c.model.zero_grad(set_to_none=True)
 
 
