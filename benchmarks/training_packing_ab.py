@@ -29,9 +29,8 @@ def padded_logits_from_layer(model, streams: list, start: int, token_ids: list[i
     """The old side: the streams right-padded into one batch and run through layers ``start``… with a padding
     mask, read at each tweet's last real token."""
     import torch
-    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
-    from shared.classifier.scoring import label_projection, unwrap
+    from shared.classifier.scoring import label_projection, layers_from
 
     width = max(s.shape[0] for s in streams)
     hidden = torch.zeros((len(streams), width, streams[0].shape[1]), dtype=streams[0].dtype)
@@ -39,21 +38,8 @@ def padded_logits_from_layer(model, streams: list, start: int, token_ids: list[i
     for i, s in enumerate(streams):
         hidden[i, : s.shape[0]] = s
         mask[i, : s.shape[0]] = 1
-    _, backbone = unwrap(model)
-    config = backbone.config
-    position_ids = torch.arange(width).unsqueeze(0)
-    mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": mask, "past_key_values": None,
-                 "position_ids": position_ids}
-    masks = {"full_attention": create_causal_mask(**mask_args),
-             "sliding_attention": create_sliding_window_causal_mask(**mask_args)}
-    rotary = {kind: backbone.rotary_emb(hidden, position_ids, kind) for kind in set(config.layer_types)}
-    for index in range(start, config.num_hidden_layers):
-        kind = config.layer_types[index]
-        hidden = backbone.layers[index](hidden, attention_mask=masks[kind], position_embeddings=rotary[kind],
-                                        position_ids=position_ids)
-    hidden = backbone.norm(hidden)
-    last = mask.sum(dim=1) - 1
-    return label_projection(model, hidden[torch.arange(len(streams)), last], token_ids)
+    final = layers_from(model, hidden, start, torch.arange(width).unsqueeze(0), attention_mask=mask)
+    return label_projection(model, final[torch.arange(len(streams)), mask.sum(dim=1) - 1], token_ids)
 
 
 def main() -> None:

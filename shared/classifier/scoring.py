@@ -197,12 +197,19 @@ def hidden_before_layer(model, input_ids, attention_mask, start: int, position_i
 
 def label_logits_from_layer(model, hidden, packed: "PackedPass", start: int, token_ids: list[int], head=None):
     """``packed_label_logits`` for a packed pass whose residual stream entering layer ``start`` is ``hidden``."""
+    final = layers_from(model, hidden, start, packed.positions, packed_segments=segments_of(packed))
+    return label_projection(model, final[packed.rows, packed.cols], token_ids, head)
+
+
+def layers_from(model, hidden, start: int, position_ids, attention_mask=None, packed_segments=None):
+    """The decoder layers from ``start`` up and the final norm over ``hidden``, the residual stream entering layer
+    ``start``: a packed pass (``position_ids`` restarting at each tweet, its ``packed_segments``) or a padded batch
+    (its ``attention_mask``)."""
     from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
 
     _, backbone = unwrap(model)
     config = backbone.config
-    position_ids, segments = packed.positions, segments_of(packed)
-    mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": None,
+    mask_args = {"config": config, "inputs_embeds": hidden, "attention_mask": attention_mask,
                  "past_key_values": None, "position_ids": position_ids}
     masks = {"full_attention": create_causal_mask(**mask_args),
              "sliding_attention": create_sliding_window_causal_mask(**mask_args)}
@@ -210,9 +217,8 @@ def label_logits_from_layer(model, hidden, packed: "PackedPass", start: int, tok
     for index in range(start, config.num_hidden_layers):
         kind = config.layer_types[index]
         hidden = backbone.layers[index](hidden, attention_mask=masks[kind], position_embeddings=rotary[kind],
-                                        position_ids=position_ids, packed_segments=segments)
-    hidden = backbone.norm(hidden)
-    return label_projection(model, hidden[packed.rows, packed.cols], token_ids, head)
+                                        position_ids=position_ids, packed_segments=packed_segments)
+    return backbone.norm(hidden)
 
 
 # --- an adapter's own label head ------------------------------------------------------------------------------
