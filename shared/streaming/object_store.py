@@ -10,7 +10,10 @@ and nanio 0.1.7 does not do.
   as S3 does; Tansu then reads the object and tries again.
 - **No staging files in listings.** nanio writes an object to ``.tmp.<hex>`` beside it and renames it; a listing in
   between showed that name, and Tansu's fetch, which reads every name in a partition's ``records/`` as an offset,
-  failed on it — for good once a ``kill -9`` had left one behind. Listings skip them; a start removes leftovers.
+  failed on it — for good once a ``kill -9`` had left one behind. Listings skip them.
+- **Recovery from a kill.** A kill can also leave a body with the metadata of the one before it, or a metadata
+  temporary that blocks every later write of its object: a start removes leftovers and rewrites stale metadata
+  (``recover_from_kill``).
 - **Retention of what every group has consumed.** Tansu 0.6 deletes nothing (its ``DeleteRecords`` is
   unimplemented) and answers a fetch by listing every batch object of the partition, so a partition fed one batch
   per tweet stopped answering fetches after about a thousand batches. Whenever a group commits an offset, the
@@ -24,21 +27,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import logging
 import os
 import re
 import zlib
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nanio.app import build_app
 from nanio.auth.credentials import EnvCredentialResolver
 from nanio.config import Settings
 from nanio.errors import NoSuchKey, S3Error
-from nanio.etag import unquote_etag
-from nanio.storage.backend import ListResult
+from nanio.etag import quote_etag, unquote_etag
+from nanio.storage.backend import ListResult, ObjectInfo
 from nanio.storage.filesystem import FilesystemStorage, _decode_token, _encode_token
-from nanio.storage.metadata import read_metadata
+from nanio.storage.metadata import read_metadata, write_metadata
 from nanio.storage.paths import META_DIR_NAME, is_internal_name
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -260,14 +266,51 @@ def _subdirs(path: Path) -> list[str]:
         return []
 
 
-def remove_staging_leftovers(data_dir: Path) -> int:
-    """Delete what writes cut short by a kill left behind (only safe before the server starts)."""
-    removed = 0
-    for path in data_dir.rglob(f"{STAGING_PREFIX}*"):
-        if path.is_file() and not any(part.startswith(".nanio") for part in path.relative_to(data_dir).parts):
-            path.unlink()
+def recover_from_kill(data_dir: Path) -> tuple[int, int]:
+    """Undo what writes cut short by a kill left behind (only safe before the server starts); how many staging
+    files went and how many objects' metadata was rewritten.
+
+    nanio writes a body to a staging file, renames it into place, then writes the object's metadata (size, etag)
+    through a temporary of its own, opened exclusively. A kill before the rename leaves a staging file; between the
+    rename and the metadata, a new body with the old metadata, which nanio then serves cut to the old size (Tansu
+    failed every produce to a partition whose watermark was left so); during the metadata, a temporary that makes
+    every later write of that object fail. Staging files and temporaries are removed, and an object whose metadata
+    is missing, of another size or not written after its body gets it again from the body itself."""
+    removed = repaired = 0
+    for bucket in map(Path, _subdirs(data_dir)):
+        meta_root = bucket / META_DIR_NAME
+        for leftover in meta_root.rglob("*.json.tmp"):
+            leftover.unlink()
             removed += 1
-    return removed
+        for folder, subfolders, names in os.walk(bucket):
+            subfolders[:] = [name for name in subfolders if not is_internal_name(name)]
+            for name in names:
+                body = Path(folder) / name
+                if name.startswith(STAGING_PREFIX):
+                    body.unlink()
+                    removed += 1
+                elif not is_internal_name(name):
+                    key = body.relative_to(bucket).as_posix()
+                    repaired += _rewrite_stale_metadata(body, meta_root / f"{key}.json", key)
+    return removed, repaired
+
+
+def _rewrite_stale_metadata(body: Path, sidecar: Path, key: str) -> bool:
+    """Rewrite ``sidecar`` from ``body`` unless it describes it: the same size, and written after the body or
+    holding its MD5 (file times are coarse: a body and its metadata often share one)."""
+    stat = body.stat()
+    try:
+        info = read_metadata(sidecar, key)
+        if info.size == stat.st_size and sidecar.stat().st_mtime_ns > stat.st_mtime_ns:
+            return False
+    except (OSError, ValueError, KeyError):
+        info = ObjectInfo(key=key, size=0, etag="", last_modified=datetime.now(tz=UTC))
+    etag = quote_etag(hashlib.md5(body.read_bytes(), usedforsecurity=False).hexdigest())
+    if info.size == stat.st_size and info.etag == etag:
+        return False
+    write_metadata(sidecar, replace(info, size=stat.st_size, etag=etag,
+                                    last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC)))
+    return True
 
 
 def build(data_dir: Path, host: str, port: int) -> Starlette:
@@ -290,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    remove_staging_leftovers(args.data_dir)
+    recover_from_kill(args.data_dir)
     ConsumedRetention(StagingHiddenStorage(args.data_dir.resolve())).trim_all()
     uvicorn.run(build(args.data_dir, args.host, args.port), host=args.host, port=args.port, workers=1,
                 access_log=False, log_level="warning")

@@ -78,7 +78,10 @@ def _await(env: dict[str, str], proc: subprocess.Popen, done, timeout: float = 1
                 return counts
         time.sleep(0.5)
     proc.kill()
-    raise AssertionError(f"timed out; last counts {counts}; its output:\n{proc.communicate()[0][-3000:]}")
+    broker_log = Path(env["STANCESTREAM_DATA_DIR"]) / "broker.log"  # the embedded broker's side of a stall
+    tail = broker_log.read_text(errors="replace")[-2000:] if broker_log.exists() else "(none)"
+    raise AssertionError(f"timed out; last counts {counts}; its output:\n{proc.communicate()[0][-3000:]}\n"
+                         f"broker.log:\n{tail}")
 
 
 def _serving(env: dict[str, str], proc: subprocess.Popen) -> bool:

@@ -4,6 +4,7 @@ keeps, and what a write interrupted by a kill leaves behind."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -81,6 +82,38 @@ def test_a_write_cut_off_by_a_kill_does_not_wedge_the_partition(tmp_path):
         asyncio.run(_produce(broker.bootstrap, [b"after"]))
         kept = asyncio.run(_read_all(broker.bootstrap, 2))
     assert [value for _, value in kept] == [b"kept", b"after"]
+
+
+@pytest.mark.parametrize("killed", ["before its metadata", "while writing its metadata"])
+def test_a_kill_between_an_objects_body_and_its_metadata_does_not_wedge_the_partition(tmp_path, killed):
+    """nanio renames a new body into place, then writes its metadata (size, etag) beside it through an exclusive
+    temporary. A kill -9 between the two left the watermark's new body with the old metadata: when the sizes
+    differed, every read of it came back cut short and every produce to the partition failed with
+    UnknownServerError, for good (CI, stop 42). A kill during the metadata left a temporary that failed every later
+    write of the watermark. Here the state each kill leaves is made on disk; a restart must produce on and read
+    everything back."""
+    storage, log = tmp_path / "broker", tmp_path / "tansu.log"
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
+        asyncio.run(create_topic(broker.bootstrap, TOPIC))
+        assert asyncio.run(_produce(broker.bootstrap, [f"m{i}".encode() for i in range(9)])) == list(range(9))
+        object_store_pid = broker._s3.pid
+        watermark = next(storage.rglob(f"topics/{TOPIC}/partitions/*/watermark.json"))
+        # The next produce's reservation (offsets 9..10, one digit longer) renamed into place, and the kill before
+        # Tansu wrote the batch.
+        stored = json.loads(watermark.read_bytes())
+        assert stored["high"] == 9
+        watermark.write_bytes(json.dumps(stored | {"high": 11}, separators=(",", ":")).encode())
+        if killed == "while writing its metadata":
+            metadata = storage / "tansu" / ".nanio-meta" / f"{watermark.relative_to(storage / 'tansu')}.json"
+            assert metadata.is_file()
+            metadata.with_name(metadata.name + ".tmp").write_bytes(b'{"etag":')
+        os.kill(object_store_pid, signal.SIGKILL)
+    with EmbeddedBroker(log_file=log, storage_dir=storage) as broker:
+        offsets = asyncio.run(_produce(broker.bootstrap, [b"after"]))
+        offsets += asyncio.run(_produce(broker.bootstrap, [b"after again"]))
+        kept = asyncio.run(_read_all(broker.bootstrap, 11))
+    assert offsets == [11, 12], "the reserved offsets are skipped, never reused"
+    assert [value for _, value in kept] == [f"m{i}".encode() for i in range(9)] + [b"after", b"after again"]
 
 
 def test_concurrent_producers_never_share_an_offset(tmp_path):

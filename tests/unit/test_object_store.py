@@ -1,14 +1,15 @@
 """The durable broker's object store lists a folder of batches its own way, for speed: it must list exactly what
-nanio lists, page by page, and leave to nanio what it does not handle."""
+nanio lists, page by page, and leave to nanio what it does not handle; after a kill it repairs what nanio left."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 from nanio.storage.filesystem import FilesystemStorage
 
-from shared.streaming.object_store import STAGING_PREFIX, StagingHiddenStorage
+from shared.streaming.object_store import STAGING_PREFIX, StagingHiddenStorage, recover_from_kill
 
 BUCKET = "tansu"
 RECORDS = "clusters/c/topics/t/partitions/0000000000/records/"
@@ -68,3 +69,21 @@ def test_a_batch_still_being_written_is_not_listed(tmp_path):
     (tmp_path / BUCKET / RECORDS / f"{STAGING_PREFIX}0123abcd").write_bytes(b"partial")
     keys = [info.key for page in _pages(ours, RECORDS) for info in page]
     assert keys == [f"{RECORDS}{offset:0>20}.batch" for offset in range(3)]
+
+
+def test_recovery_after_a_kill_rewrites_only_metadata_that_no_longer_describes_its_object(tmp_path):
+    """A start after a kill must leave sound metadata alone (it runs over every object before serving) and give a
+    body whose metadata is stale or missing its own size and MD5 etag, as nanio would have written them."""
+    ours, _ = _filled(tmp_path, 50)
+    bodies = [f"{RECORDS}{offset:0>20}.batch" for offset in range(50)]
+    sound = {key: ours.head_object(BUCKET, key) for key in bodies}
+    assert recover_from_kill(tmp_path) == (0, 0)
+
+    stale, unrecorded = bodies[3], bodies[7]
+    (tmp_path / BUCKET / stale).write_bytes(b"a longer body than before")
+    (tmp_path / BUCKET / ".nanio-meta" / f"{unrecorded}.json").unlink()
+    assert recover_from_kill(tmp_path) == (0, 2)
+    for key in (stale, unrecorded):
+        body, info = (tmp_path / BUCKET / key).read_bytes(), ours.head_object(BUCKET, key)
+        assert (info.size, info.etag) == (len(body), f'"{hashlib.md5(body).hexdigest()}"'), key
+    assert all(ours.head_object(BUCKET, key) == sound[key] for key in bodies if key not in (stale, unrecorded))
