@@ -289,7 +289,7 @@ def recover_from_kill(data_dir: Path) -> tuple[int, int]:
                 if name.startswith(STAGING_PREFIX):
                     body.unlink()
                     removed += 1
-                elif not is_internal_name(name):
+                elif not is_internal_name(name) and not body.is_symlink():  # nanio serves no links either
                     key = body.relative_to(bucket).as_posix()
                     repaired += _rewrite_stale_metadata(body, meta_root / f"{key}.json", key)
     return removed, repaired
