@@ -333,7 +333,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--data-dir", type=Path, required=True)
     args = parser.parse_args(argv)
-    recover_from_kill(args.data_dir)
+    removed, repaired = recover_from_kill(args.data_dir)
+    if removed or repaired:  # lands in broker.log: what the last stop cut short
+        log.warning("recovered from an interrupted stop: %d unfinished writes removed, %d objects' metadata "
+                    "rewritten from their bodies", removed, repaired)
     ConsumedRetention(StagingHiddenStorage(args.data_dir.resolve())).trim_all()
     uvicorn.run(build(args.data_dir, args.host, args.port), host=args.host, port=args.port, workers=1,
                 access_log=False, log_level="warning")

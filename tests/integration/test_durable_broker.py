@@ -113,6 +113,7 @@ def test_a_kill_between_an_objects_body_and_its_metadata_does_not_wedge_the_part
         offsets += asyncio.run(_produce(broker.bootstrap, [b"after again"]))
         kept = asyncio.run(_read_all(broker.bootstrap, 11))
     assert offsets == [11, 12], "the reserved offsets are skipped, never reused"
+    assert "recovered from an interrupted stop" in log.read_text(), "the repair is told in broker.log"
     assert [value for _, value in kept] == [f"m{i}".encode() for i in range(9)] + [b"after", b"after again"]
 
 
