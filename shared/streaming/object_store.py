@@ -8,6 +8,8 @@ and nanio 0.1.7 does not do.
   stored one, offsets began again at 0 and the batches the broker had acknowledged were replaced. Here a
   conditional PUT is checked and carried out under a lock on its key, and answered 412 when its condition fails,
   as S3 does; Tansu then reads the object and tries again.
+- **Whole reads.** nanio answers a GET from an object's metadata and opens its body later; a write in between
+  served the new body cut to the old size. Requests for one object run one at a time (``OneRequestPerObject``).
 - **No staging files in listings.** nanio writes an object to ``.tmp.<hex>`` beside it and renames it; a listing in
   between showed that name, and Tansu's fetch, which reads every name in a partition's ``records/`` as an offset,
   failed on it — for good once a ``kill -9`` had left one behind. Listings skip them.
