@@ -30,7 +30,7 @@ def padded_logits_from_layer(model, streams: list, start: int, token_ids: list[i
     mask, read at each tweet's last real token."""
     import torch
 
-    from shared.classifier.scoring import label_projection, layers_from
+    from shared.classifier.scoring import _logits_at_last_token, layers_from
 
     width = max(s.shape[0] for s in streams)
     hidden = torch.zeros((len(streams), width, streams[0].shape[1]), dtype=streams[0].dtype)
@@ -39,7 +39,7 @@ def padded_logits_from_layer(model, streams: list, start: int, token_ids: list[i
         hidden[i, : s.shape[0]] = s
         mask[i, : s.shape[0]] = 1
     final = layers_from(model, hidden, start, torch.arange(width).unsqueeze(0), attention_mask=mask)
-    return label_projection(model, final[torch.arange(len(streams)), mask.sum(dim=1) - 1], token_ids)
+    return _logits_at_last_token(model, final, mask, token_ids)
 
 
 def main() -> None:
